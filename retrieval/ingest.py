@@ -1,0 +1,233 @@
+"""The ingest pipeline: load → clean → scrub PII → chunk → embed → store, in batches.
+
+Writing a batch overlaps with embedding the next one (a single writer thread, its own connection), so the
+pipeline runs at close to the embedding model's own speed. Each batch commits as one transaction: a crash or
+Ctrl-C leaves whole documents or none, and a re-run skips what was committed (ids are content hashes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval import db, store
+from retrieval.chunk import split
+from retrieval.embed import Embedder
+from retrieval.loaders import LoadFailure, RawDocument, iter_files, load_path
+from retrieval.pii import scrub
+from retrieval.settings import Settings
+from retrieval.store import PreparedDocument
+from retrieval.types import Document, content_hash
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    failures: list[LoadFailure] = field(default_factory=list)
+    pii: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    source: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+    author: str | None = None
+    batch_chunks: int = 256
+
+
+def default_source(path: Path) -> str:
+    """A path's source name when none is given: the folder or file name (``docs``, ``corpus``)."""
+    resolved = path.resolve()
+    return resolved.stem if resolved.is_file() else resolved.name or "root"
+
+
+def _documents(paths: list[Path], opts: IngestOptions, settings: Settings,
+               report: IngestReport) -> Iterator[tuple[Document, dict[str, int]]]:
+    max_bytes = settings.max_file_mb * 1_000_000
+    for root in paths:
+        source = opts.source or default_source(root)
+        for item in iter_files([root]):
+            if isinstance(item, LoadFailure):
+                report.failures.append(item)
+                continue
+            for raw in load_path(item, max_bytes):
+                if isinstance(raw, LoadFailure):
+                    report.failures.append(raw)
+                    continue
+                uri = raw.uri if item.suffix.lower() == ".jsonl" else str(item.resolve())
+                yield _document(raw, uri, source, opts, settings.scrub_pii)
+
+
+def _document(raw: RawDocument, uri: str, source: str, opts: IngestOptions,
+              scrub_pii: bool) -> tuple[Document, dict[str, int]]:
+    text, title, counts = raw.text, raw.title, Counter()
+    if scrub_pii:
+        text, counts = scrub(text)
+        title, title_counts = scrub(title)
+        counts.update(title_counts)
+    doc = Document(
+        source=source, uri=uri, text=text, title=title, author=opts.author or raw.author,
+        created_at=raw.created_at, updated_at=raw.updated_at, groups=tuple(sorted(set(opts.groups))),
+        metadata={**raw.metadata, **opts.metadata},
+    )
+    return doc, dict(counts)
+
+
+def count_inputs(paths: list[Path]) -> int:
+    """How many documents ``paths`` will yield (JSONL files count their lines), for a progress total."""
+    total = 0
+    for item in iter_files(paths):
+        if isinstance(item, Path) and item.suffix.lower() == ".jsonl":
+            try:
+                with item.open("rb") as fh:
+                    total += sum(1 for line in fh if line.strip())
+            except OSError:
+                total += 1
+        else:
+            total += 1
+    return total
+
+
+def _embed(conn, embedder: Embedder, prepared: list[PreparedDocument]) -> tuple[np.ndarray, int]:
+    inputs = store.embed_inputs(prepared)
+    hashes = [content_hash(t) for t in inputs]
+    known = store.reusable_embeddings(conn, sorted(set(hashes)))
+    todo = [i for i, h in enumerate(hashes) if h not in known]
+    vectors = np.zeros((len(inputs), embedder.dim), dtype=np.float32)
+    if todo:
+        vectors[todo] = embedder.embed_batch([inputs[i] for i in todo])
+    for i, h in enumerate(hashes):
+        if h in known:
+            vectors[i] = known[h]
+    return vectors, len(todo)
+
+
+def ingest(
+    url: str,
+    embedder: Embedder,
+    paths: list[Path],
+    settings: Settings,
+    opts: IngestOptions | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    """Ingest files and folders; report added, updated, unchanged and failed documents.
+
+    ``on_progress(documents, chunks)`` is called with increments as batches are committed.
+    """
+    opts = opts or IngestOptions()
+    report = IngestReport()
+    started = time.perf_counter()
+    reader, writer = db.connect(url, autocommit=True), db.connect(url, autocommit=True)
+    store.ensure_model(reader, embedder.name, embedder.dim)
+    pending: Future | None = None
+    batch: list[PreparedDocument] = []
+    replacing: set[str] = set()  # ids of documents that update an earlier version
+
+    def flush() -> None:
+        nonlocal pending, batch
+        if not batch:
+            return
+        vectors, embedded = _embed(reader, embedder, batch)
+        report.embedded += embedded
+        if pending is not None:
+            pending.result()
+        avgdl = store.average_length(reader) or _batch_avgdl(batch)
+        todo = batch
+        pending = pool.submit(_write, writer, todo, vectors, settings, avgdl, report, replacing, on_progress)
+        batch = []
+
+    def classify(docs: list[Document], counts: list[dict[str, int]]) -> None:
+        stored = store.existing_ids(reader, [(d.source, d.uri) for d in docs])
+        for d, c in zip(docs, counts, strict=True):
+            old = stored.get((d.source, d.uri))
+            if old == d.id:
+                report.unchanged += 1
+                if on_progress:
+                    on_progress(1, 0)
+                continue
+            chunks = split(d, settings.chunk)
+            if not chunks:
+                report.failures.append(LoadFailure(d.uri, "no text to index after cleaning"))
+                continue
+            if old is not None:
+                replacing.add(d.id)
+            batch.append(PreparedDocument(d, chunks, c))
+            if sum(len(p.chunks) for p in batch) >= opts.batch_chunks:
+                flush()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citewise-writer") as pool:
+        try:
+            docs: list[Document] = []
+            counts: list[dict[str, int]] = []
+            seen: set[tuple[str, str]] = set()
+            for doc, c in _documents(paths, opts, settings, report):
+                if (doc.source, doc.uri) in seen:  # the same file named twice in one run
+                    continue
+                seen.add((doc.source, doc.uri))
+                docs.append(doc)
+                counts.append(c)
+                if len(docs) >= 64:
+                    classify(docs, counts)
+                    docs, counts = [], []
+            classify(docs, counts)
+            flush()
+            if pending is not None:
+                pending.result()
+        finally:
+            reader.close()
+            if pending is not None and not pending.done():
+                pending.cancel()
+    writer.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _batch_avgdl(batch: list[PreparedDocument]) -> float:
+    from retrieval.keywords import terms
+
+    lengths = [len(terms(t)) for t in store.embed_inputs(batch)]
+    return sum(lengths) / max(len(lengths), 1)
+
+
+def _write(conn, prepared: list[PreparedDocument], vectors: np.ndarray, settings: Settings, avgdl: float,
+           report: IngestReport, replacing: set[str], on_progress: Callable[[int, int], None] | None) -> None:
+    """Write a batch in one transaction; if it fails, retry document by document to isolate the bad one."""
+    try:
+        store.write(conn, prepared, vectors, settings.search, avgdl)
+        written = prepared
+    except Exception:
+        written, offset = [], 0
+        for p in prepared:
+            n = len(p.chunks)
+            try:
+                store.write(conn, [p], vectors[offset:offset + n], settings.search, avgdl)
+                written.append(p)
+            except Exception as exc:
+                report.failures.append(LoadFailure(p.document.uri, f"could not be stored: {exc}"))
+            offset += n
+    for p in written:
+        if p.document.id in replacing:
+            report.updated += 1
+        else:
+            report.added += 1
+        report.pii.update(p.pii_counts)
+        report.chunks += len(p.chunks)
+    if on_progress:
+        on_progress(len(prepared), sum(len(p.chunks) for p in written))

@@ -1,0 +1,174 @@
+"""Loaders: files and folders to :class:`RawDocument` records, with a clear reason for every failure.
+
+A loader never raises for one bad file: it yields a :class:`LoadFailure` and the ingest goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from retrieval.clean import html_to_text, normalize
+
+SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text", ".rst": "text",
+             ".html": "html", ".htm": "html", ".pdf": "pdf", ".jsonl": "jsonl"}
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    """A loaded, cleaned document before PII scrubbing and source assignment."""
+
+    uri: str
+    text: str
+    title: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    author: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    uri: str
+    reason: str
+
+
+class LoadError(Exception):
+    """One file cannot be loaded; the message says why and, where there is one, what to do."""
+
+
+def iter_files(paths: list[Path]) -> Iterator[Path | LoadFailure]:
+    """Every file under ``paths`` (recursively, symlink loops safe, hidden entries skipped), sorted."""
+    for root in paths:
+        if not root.exists():
+            yield LoadFailure(str(root), "no such file or directory")
+            continue
+        if root.is_file():
+            yield root
+            continue
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    yield Path(dirpath) / name
+
+
+def _decode(data: bytes, uri: str) -> str:
+    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise LoadError("looks like a binary file (NUL bytes), not text; convert it to text or remove it")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            raise LoadError(
+                f"is not valid UTF-8 (byte {exc.start}) nor Windows-1252; re-save it as UTF-8 "
+                "(for example: iconv -f LATIN1 -t UTF-8)"
+            ) from None
+        return text
+
+
+def _file_times(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+
+
+def _markdown_title(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return fallback
+
+
+def _load_pdf(path: Path) -> tuple[str, str, dict[str, Any]]:
+    from langchain_community.document_loaders import PyPDFLoader
+
+    try:
+        pages = PyPDFLoader(str(path)).load()
+    except Exception as exc:  # pypdf raises many types for corrupt files
+        raise LoadError(f"is not a readable PDF ({type(exc).__name__}: {exc})") from None
+    text = "\n\n".join(p.page_content for p in pages)
+    meta = pages[0].metadata if pages else {}
+    title = str(meta.get("title") or "")
+    return title, text, {"pages": len(pages)}
+
+
+def _load_jsonl(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]:
+    """BEIR corpus form: one ``{"_id", "title", "text"}`` object per line, one document each."""
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            uri = f"{path}#{lineno}"
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                doc_id = str(obj["_id"])
+                text = normalize(str(obj.get("text") or ""))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield LoadFailure(uri, f"line {lineno} is not valid JSON ({exc})")
+                continue
+            except (KeyError, TypeError):
+                yield LoadFailure(uri, f'line {lineno} lacks "_id"; expected {{"_id", "title", "text"}}')
+                continue
+            if not text:
+                yield LoadFailure(f"{path}#{doc_id}", "empty text")
+                continue
+            meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+            yield RawDocument(uri=doc_id, text=text, title=normalize(str(obj.get("title") or "")),
+                              metadata={k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)})
+
+
+def load_path(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]:
+    """Load one file; yields one document (a JSONL file yields many) or failures."""
+    uri = str(path)
+    kind = SUPPORTED.get(path.suffix.lower())
+    if kind is None:
+        yield LoadFailure(uri, f"unsupported file type {path.suffix or '(none)'!r}; supported: "
+                               + ", ".join(sorted(SUPPORTED)))
+        return
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise LoadError(f"is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit "
+                            "(raise CITEWISE_MAX_FILE_MB or split the file)")
+        if size == 0:
+            raise LoadError("is empty")
+        if kind == "jsonl":
+            yield from _load_jsonl(path, max_bytes)
+            return
+        created = _file_times(path)
+        meta: dict[str, Any] = {"file_type": kind}
+        if kind == "pdf":
+            title, text, extra = _load_pdf(path)
+            text = normalize(text)
+            meta.update(extra)
+        else:
+            raw = _decode(path.read_bytes(), uri)
+            if kind == "html":
+                title, text = html_to_text(raw)
+            else:
+                text = normalize(raw)
+                title = _markdown_title(text, "") if kind == "markdown" else ""
+        if not text.strip():
+            raise LoadError("has no text after cleaning")
+        yield RawDocument(uri=uri, text=text, title=title or path.stem.replace("_", " ").replace("-", " "),
+                          updated_at=created, metadata=meta)
+    except LoadError as exc:
+        yield LoadFailure(uri, f"{path.name} {exc}")
+    except PermissionError:
+        yield LoadFailure(uri, f"{path.name} is not readable (permission denied); fix its permissions")
+    except OSError as exc:
+        yield LoadFailure(uri, f"{path.name} could not be read ({exc.strerror or exc})")

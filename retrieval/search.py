@@ -1,0 +1,166 @@
+"""Hybrid search: HNSW vector ranking and BM25 keyword ranking fused by reciprocal rank, in one SQL statement.
+
+Both sides apply the same document filter inside the statement, before ranking. A mode only changes how many
+candidates each side may return (zero switches a side off), so vector, keyword and hybrid share one code path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import psycopg
+from pgvector import HalfVector
+from psycopg import sql
+
+from retrieval import keywords
+from retrieval.embed import Embedder
+from retrieval.filters import Filter, compile_filters
+from retrieval.settings import SearchSettings
+from retrieval.types import Hit
+
+Mode = Literal["vector", "keyword", "hybrid"]
+MODES: tuple[Mode, ...] = ("vector", "keyword", "hybrid")
+
+_QUERY = """
+WITH allowed AS MATERIALIZED (
+    SELECT d.id FROM documents d WHERE {filter}
+),
+q AS (
+    SELECT ('{{' || string_agg(k.term_id || ':' ||
+                ln(1 + (s.n_chunks - k.df + 0.5) / (k.df + 0.5)), ',' ORDER BY k.term_id)
+            || '}}/' || %(dim)s)::sparsevec AS vec
+    FROM keyword_df k CROSS JOIN keyword_stats s
+    WHERE k.term_id = ANY(%(terms)s::int4[]) AND k.df > 0
+),
+vec AS (
+    SELECT c.id, row_number() OVER (ORDER BY c.embedding <=> %(qvec)s) AS rank,
+           1 - (c.embedding <=> %(qvec)s) AS similarity
+    FROM chunks c
+    WHERE {vector_filter}
+    ORDER BY c.embedding <=> %(qvec)s
+    LIMIT %(n_vector)s
+),
+kw AS (
+    SELECT c.id, row_number() OVER (ORDER BY c.keyword_vec <#> q.vec) AS rank,
+           -(c.keyword_vec <#> q.vec) AS score
+    FROM chunks c CROSS JOIN q
+    WHERE q.vec IS NOT NULL AND c.keyword_terms && %(terms)s::int4[] AND {keyword_filter}
+    ORDER BY c.keyword_vec <#> q.vec
+    LIMIT %(n_keyword)s
+),
+fused AS (
+    SELECT coalesce(vec.id, kw.id) AS id, vec.rank AS vector_rank, kw.rank AS keyword_rank,
+           vec.similarity, kw.score AS keyword_score,
+           coalesce(%(w_vector)s / (%(rrf_k)s + vec.rank), 0.0)
+             + coalesce(%(w_keyword)s / (%(rrf_k)s + kw.rank), 0.0) AS score
+    FROM vec FULL OUTER JOIN kw ON vec.id = kw.id
+)
+SELECT f.id, c.document_id, c.text, d.title, d.source, d.uri, c.heading_path, c.char_start, c.char_end,
+       f.score, f.vector_rank, f.keyword_rank, f.similarity, f.keyword_score, d.author, d.created_at,
+       d.updated_at, c.ordinal
+FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+ORDER BY f.score DESC, f.vector_rank NULLS LAST, f.keyword_rank NULLS LAST, f.id
+LIMIT %(k)s
+"""
+
+
+@dataclass(frozen=True)
+class SearchTimings:
+    embed_ms: float
+    search_ms: float
+
+
+def _statement(filters: list[Filter]) -> tuple[sql.Composable, dict]:
+    predicate, params = compile_filters(filters)
+    in_allowed = sql.SQL("c.document_id IN (SELECT id FROM allowed)") if filters else sql.SQL("TRUE")
+    return sql.SQL(_QUERY).format(filter=predicate, vector_filter=in_allowed, keyword_filter=in_allowed), params
+
+
+def search_vector(
+    conn: psycopg.Connection,
+    query: str,
+    query_vector: np.ndarray,
+    *,
+    k: int = 10,
+    filters: list[Filter] | None = None,
+    mode: Mode = "hybrid",
+    cfg: SearchSettings | None = None,
+    candidates: int | None = None,
+    exact: bool = False,
+) -> list[Hit]:
+    """Search with an already embedded query (the evals and benchmarks embed in batches)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}; expected one of {', '.join(MODES)}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    cfg = cfg or SearchSettings()
+    filters = filters or []
+    n = max(candidates or cfg.candidates, k)
+    statement, params = _statement(filters)
+    params.update(
+        dim=keywords.DIM, terms=keywords.query_terms(query), qvec=HalfVector(query_vector),
+        n_vector=n if mode != "keyword" else 0, n_keyword=n if mode != "vector" else 0,
+        w_vector=cfg.vector_weight, w_keyword=cfg.keyword_weight, rrf_k=cfg.rrf_k, k=k,
+    )
+    with conn.transaction():
+        # ef_search never below the candidates asked for; iterative scans keep filtered searches from coming up
+        # short (plain HNSW post-filters its ef_search candidates).
+        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(max(cfg.ef_search, n), 1000)),))
+        conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
+        if exact:
+            conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+        rows = conn.execute(statement, params).fetchall()
+        if filters and len(rows) < k and not exact and mode != "keyword":
+            # max_scan_tuples can stop an iterative scan before it finds enough matches under a very selective
+            # filter; an exact scan over the (few) matching chunks is then both correct and cheap.
+            conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+            rows = conn.execute(statement, params).fetchall()
+    return [
+        Hit(chunk_id=r[0], document_id=r[1], text=r[2], title=r[3], source=r[4], uri=r[5], heading_path=tuple(r[6]),
+            start=r[7], end=r[8], score=float(r[9]), vector_rank=r[10], keyword_rank=r[11],
+            vector_similarity=None if r[12] is None else float(r[12]),
+            keyword_score=None if r[13] is None else float(r[13]),
+            author=r[14], created_at=r[15], updated_at=r[16], ordinal=r[17])
+        for r in rows
+    ]
+
+
+def search(
+    conn: psycopg.Connection,
+    embedder: Embedder,
+    query: str,
+    *,
+    k: int = 10,
+    filters: list[Filter] | None = None,
+    mode: Mode = "hybrid",
+    cfg: SearchSettings | None = None,
+    candidates: int | None = None,
+) -> list[Hit]:
+    """The one search entry point the CLI, the chat chain and the evals use."""
+    hits, _ = timed_search(conn, embedder, query, k=k, filters=filters, mode=mode, cfg=cfg, candidates=candidates)
+    return hits
+
+
+def timed_search(
+    conn: psycopg.Connection,
+    embedder: Embedder,
+    query: str,
+    *,
+    k: int = 10,
+    filters: list[Filter] | None = None,
+    mode: Mode = "hybrid",
+    cfg: SearchSettings | None = None,
+    candidates: int | None = None,
+) -> tuple[list[Hit], SearchTimings]:
+    """:func:`search` plus how long the query embedding and the SQL took (for turn records and benchmarks)."""
+    if not query.strip():
+        raise ValueError("the query is empty")
+    t0 = time.perf_counter()
+    vector = embedder.embed_batch([query])[0] if mode != "keyword" else np.zeros(embedder.dim, dtype=np.float32)
+    t1 = time.perf_counter()
+    hits = search_vector(conn, query, vector, k=k, filters=filters, mode=mode, cfg=cfg, candidates=candidates)
+    t2 = time.perf_counter()
+    return hits, SearchTimings((t1 - t0) * 1000, (t2 - t1) * 1000)
