@@ -37,7 +37,7 @@ FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 META_PREFIX = "meta."
 _META_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}")
-_EXPR = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(!=|<=|>=|=|<|>|\s+in\s+)\s*(.*?)\s*$", re.DOTALL)
+_EXPR = re.compile(r"^\s*([^\s=!<>]+)\s*(!=|<=|>=|=|<|>|\s+in\s+)\s*(.*?)\s*$", re.DOTALL)
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 MAX_VALUES = 1000
 

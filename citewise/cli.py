@@ -1,0 +1,20 @@
+"""The ``citewise`` console script: composes the sub-commands each package offers."""
+
+from __future__ import annotations
+
+import typer
+
+from evals.cli import eval_app
+from retrieval import cli as retrieval_cli
+
+app = typer.Typer(help="citewise: answers from your own documents, every claim cited.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+app.command()(retrieval_cli.ingest)
+app.command()(retrieval_cli.search)
+app.command()(retrieval_cli.delete)
+app.command()(retrieval_cli.reindex)
+app.add_typer(retrieval_cli.db_app, name="db")
+app.add_typer(eval_app, name="eval")
+
+if __name__ == "__main__":
+    app()

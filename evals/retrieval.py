@@ -1,0 +1,98 @@
+"""Retrieval quality on a BEIR-layout dataset: nDCG@10, Recall@10, Recall@100, MRR@10 per search mode.
+
+Relevance is judged per document: documents are ranked by their best chunk. The corpus goes into its own
+database (named from the dataset, model and chunking), so the user's data is never touched and a second run
+reuses the first run's ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from evals import beir
+from evals.isolated import isolated_database
+from evals.metrics import dedupe, mrr_at, ndcg_at, recall_at
+from retrieval import db
+from retrieval.embed import Embedder
+from retrieval.ingest import IngestOptions, ingest
+from retrieval.search import Mode, search_vector
+from retrieval.settings import Settings
+from retrieval.types import content_hash
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    mode: str
+    queries: int
+    ndcg_at_10: float
+    recall_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    p50_ms: float
+    p95_ms: float
+
+
+def _subset_corpus(data: beir.Dataset, corpus_limit: int, out: Path) -> Path:
+    """The first ``corpus_limit`` documents plus every document judged for the selected queries."""
+    wanted = {d for rel in data.qrels.values() for d in rel}
+    with data.corpus.open() as src, out.open("w") as dst:
+        for i, line in enumerate(src):
+            doc_id = json.loads(line)["_id"]
+            if i < corpus_limit or str(doc_id) in wanted:
+                dst.write(line)
+    return out
+
+
+def prepare(settings: Settings, embedder: Embedder, folder: Path, split: str, limit: int | None = None,
+            corpus_limit: int | None = None, on_progress=None) -> tuple[str, beir.Dataset]:
+    """Ingest the corpus (or a subset) into its isolated database; return its URL and the dataset."""
+    data = beir.load(folder, split, limit)
+    key = content_hash(embedder.name, settings.chunk, settings.search.bm25_k1, settings.search.bm25_b,
+                       settings.scrub_pii, corpus_limit, sorted(data.queries) if corpus_limit else None)[:10]
+    url = isolated_database(db.database_url(settings), f"citewise_eval_{folder.name.lower()[:20]}_{key}")
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = _subset_corpus(data, corpus_limit, Path(tmp) / "corpus.jsonl") if corpus_limit else data.corpus
+        report = ingest(url, embedder, [corpus], settings, IngestOptions(source="corpus"), on_progress)
+    if report.failed:
+        raise RuntimeError(f"{report.failed} corpus documents failed to ingest: {report.failures[:3]}")
+    return url, data
+
+
+def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Settings, modes: list[Mode],
+             exact: bool = False) -> list[ModeResult]:
+    """Score each mode over the dataset's queries (query embeddings computed once, shared by the modes)."""
+    ids = list(data.queries)
+    vectors = embedder.embed_batch([data.queries[q] for q in ids])
+    results = []
+    with db.connect(url) as conn:
+        for mode in modes:
+            scores: dict[str, list[float]] = {"ndcg": [], "r10": [], "r100": [], "mrr": []}
+            latencies = []
+            for qid, vec in zip(ids, vectors, strict=True):
+                t = time.perf_counter()
+                hits = search_vector(conn, data.queries[qid], vec, k=300, mode=mode, cfg=settings.search,
+                                     candidates=300, exact=exact)
+                latencies.append((time.perf_counter() - t) * 1000)
+                ranked = dedupe([h.uri for h in hits])
+                rel = data.qrels[qid]
+                scores["ndcg"].append(ndcg_at(ranked, rel, 10))
+                scores["r10"].append(recall_at(ranked, rel, 10))
+                scores["r100"].append(recall_at(ranked, rel, 100))
+                scores["mrr"].append(mrr_at(ranked, rel, 10))
+            latencies.sort()
+            results.append(ModeResult(
+                mode=mode, queries=len(ids), ndcg_at_10=statistics.fmean(scores["ndcg"]),
+                recall_at_10=statistics.fmean(scores["r10"]), recall_at_100=statistics.fmean(scores["r100"]),
+                mrr_at_10=statistics.fmean(scores["mrr"]), p50_ms=latencies[len(latencies) // 2],
+                p95_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))],
+            ))
+    return results
+
+
+def to_json(results: list[ModeResult]) -> list[dict]:
+    return [asdict(r) for r in results]

@@ -1,0 +1,238 @@
+"""Command-line sub-commands of the retrieval layer: ingest, search, delete, reindex, db."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from retrieval import db, filters, pgserver, store
+from retrieval.settings import Settings
+
+console = Console(stderr=True)
+out = Console()
+db_app = typer.Typer(help="The embedded PostgreSQL: status, stop, migrate.", no_args_is_help=True)
+
+
+class _Rate(ProgressColumn):
+    """Documents/s and chunks/s, from the task's ``chunks`` field."""
+
+    def render(self, task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if elapsed <= 0:
+            return Text("")
+        return Text(f"{task.completed / elapsed:.1f} docs/s · {task.fields.get('chunks', 0) / elapsed:.1f} chunks/s",
+                    style="cyan")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    from retrieval.settings import SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        _fail(str(exc))
+        raise
+
+
+def open_url(cfg: Settings) -> str:
+    try:
+        return db.open_database(cfg)
+    except (db.DatabaseError, pgserver.EmbeddedServerError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def load_embedder(cfg: Settings):
+    from retrieval.embed import EmbeddingError
+    from retrieval.embed import load_embedder as load
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        with console.status("Loading the embedding model…"):
+            return load(cfg.embedding)
+    except EmbeddingError as exc:
+        _fail(str(exc))
+        raise
+
+
+def _parse_meta(items: list[str]) -> dict[str, str]:
+    meta = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--meta {item!r}: write key=value, for example --meta team=platform")
+        meta[key.strip()] = value.strip()
+    return meta
+
+
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files or folders (recursive)."),
+    source: str | None = typer.Option(None, help="Source name (default: the folder or file name)."),
+    meta: list[str] = typer.Option([], help="key=value metadata on every document; repeatable."),
+    groups: str = typer.Option("", help="Access groups, comma-separated."),
+    author: str | None = typer.Option(None, help="Author of every document."),
+) -> None:
+    """Ingest Markdown, text, HTML, PDF and BEIR JSONL: clean, scrub PII, chunk, embed, store."""
+    from retrieval.ingest import IngestOptions, count_inputs
+    from retrieval.ingest import ingest as run
+
+    cfg = settings()
+    opts = IngestOptions(source=source, metadata=_parse_meta(meta), author=author,
+                         groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
+    url = open_url(cfg)
+    embedder = load_embedder(cfg)
+    total = count_inputs(paths)
+    columns = [TextColumn("Ingesting"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn()]
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("ingest", total=total, chunks=0)
+
+            def advance(docs: int, chunks: int) -> None:
+                t = progress.tasks[task]
+                progress.update(task, advance=docs, chunks=t.fields["chunks"] + chunks)
+
+            report = run(url, embedder, paths, cfg, opts, advance)
+    except store.ModelMismatchError as exc:
+        _fail(str(exc))
+        raise
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted.[/yellow] Committed batches are kept; run the same command to finish.")
+        raise typer.Exit(130) from None
+    table = Table(title="Ingest summary", show_header=False)
+    for label, value in [("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged),
+                         ("failed", report.failed), ("chunks written", report.chunks),
+                         ("chunks embedded", report.embedded), ("seconds", f"{report.seconds:.1f}"),
+                         ("PII replaced", ", ".join(f"{k} {v}" for k, v in sorted(report.pii.items())) or "none")]:
+        table.add_row(label, str(value))
+    out.print(table)
+    for failure in report.failures:
+        out.print(f"[red]failed[/red] {failure.uri}: {failure.reason}")
+    raise typer.Exit(1 if report.failed else 0)
+
+
+def search(
+    query: str = typer.Argument(..., help="What to look for."),
+    k: int = typer.Option(5, "--k", min=1, max=1000, help="Number of hits."),
+    filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE, e.g. source=docs; repeatable."),
+    mode: str = typer.Option("hybrid", help="vector, keyword or hybrid."),
+    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+) -> None:
+    """Hybrid search (vector + BM25, fused by reciprocal rank) with metadata filters."""
+    from retrieval.search import MODES, search as run
+
+    cfg = settings()
+    if mode not in MODES:
+        _fail(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    try:
+        parsed = filters.parse_all(filter)
+    except filters.FilterError as exc:
+        _fail(str(exc))
+    url = open_url(cfg)
+    embedder = load_embedder(cfg)
+    with db.connect(url) as conn:
+        try:
+            if (stored := store.stored_model(conn)) and stored != (embedder.name, embedder.dim):
+                raise store.ModelMismatchError(
+                    f"the database holds embeddings from {stored[0]} but the configured model is {embedder.name}. "
+                    "Run `citewise reindex`.")
+            hits = run(conn, embedder, query, k=k, filters=parsed, mode=mode, cfg=cfg.search)  # type: ignore[arg-type]
+        except store.ModelMismatchError as exc:
+            _fail(str(exc))
+    if as_json:
+        out.print_json(json.dumps([h.to_json() for h in hits]))
+        return
+    if not hits:
+        out.print("No matches.")
+    for i, h in enumerate(hits, 1):
+        where = " › ".join(h.heading_path) or h.title
+        out.print(f"[bold]{i}. {h.title}[/bold]  [dim]{h.source} · {h.uri}[/dim]")
+        out.print(f"   [dim]{where} · score {h.score:.4f} · vector #{h.vector_rank or '-'} · "
+                  f"keyword #{h.keyword_rank or '-'}[/dim]")
+        snippet = " ".join(h.text.split())
+        out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+
+
+def delete(
+    source: str | None = typer.Option(None, help="Delete every document of this source."),
+    document: str | None = typer.Option(None, help="Delete one document by id."),
+) -> None:
+    """Delete documents and their chunks."""
+    if (source is None) == (document is None):
+        _fail("give exactly one of --source NAME or --document ID")
+    cfg = settings()
+    with db.connect(open_url(cfg)) as conn:
+        n = store.delete(conn, source=source, document_id=document)
+    out.print(f"Deleted {n} document{'s' if n != 1 else ''}.")
+    if n == 0:
+        raise typer.Exit(1)
+
+
+def reindex() -> None:
+    """Re-embed every chunk with the configured model and recompute keyword weights."""
+    cfg = settings()
+    url = open_url(cfg)
+    embedder = load_embedder(cfg)
+    with Progress(TextColumn("Re-embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("reindex", total=None)
+        with db.connect(url) as conn:
+            n = store.reindex(conn, embedder, cfg.search,
+                              lambda done, total: progress.update(task, completed=done, total=total))
+    out.print(f"Re-indexed {n} chunks with {embedder.name}.")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Where the database is and what it holds."""
+    cfg = settings()
+    if cfg.database_url:
+        url = cfg.database_url
+        out.print(f"configured: {db.mask_url(url)}")
+    else:
+        st = pgserver.status(cfg.pg_dir)
+        out.print(f"embedded PostgreSQL in {st.data_dir}: "
+                  + ("running on " + str(st.url) if st.running else "initialised, stopped" if st.initialised
+                     else "not initialised"))
+        if not st.running:
+            return
+        url = st.url or ""
+    try:
+        db.migrate(url)
+        with db.connect(url) as conn:
+            docs, chunks = conn.execute("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
+                                        ).fetchone()
+            model = store.stored_model(conn)
+            version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+    except db.DatabaseError as exc:
+        _fail(str(exc))
+    out.print(f"pgvector {version} · {docs} documents · {chunks} chunks · "
+              f"model {model[0] + f' ({model[1]}-d)' if model else 'none yet'}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    cfg = settings()
+    stopped = pgserver.stop(cfg.pg_dir)
+    out.print("Stopped." if stopped else "Not running.")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending schema migrations."""
+    cfg = settings()
+    url = db.database_url(cfg)
+    applied = db.migrate(url)
+    out.print(f"Applied {applied}." if applied else "Up to date.")

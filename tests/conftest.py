@@ -1,0 +1,84 @@
+"""Fixtures: one real embedded PostgreSQL per test session, a fresh database per test, the real MiniLM model."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from evals.isolated import isolated_database
+from retrieval import db, pgserver
+from retrieval.embed import LocalEmbedder
+from retrieval.settings import Settings
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("citewise-home")
+
+
+@pytest.fixture(scope="session")
+def settings(home: Path) -> Settings:
+    return Settings.from_env({"CITEWISE_HOME": str(home)})
+
+
+@pytest.fixture(scope="session")
+def server_url(settings: Settings):
+    """The embedded server, or CITEWISE_TEST_DATABASE_URL's server when set (any PostgreSQL with pgvector)."""
+    external = os.environ.get("CITEWISE_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    url = db.database_url(settings)
+    yield url
+    pgserver.stop(settings.pg_dir)
+
+
+@pytest.fixture(scope="session")
+def template_name(server_url: str) -> str:
+    """A migrated template database; each test's database is a cheap copy of it."""
+    name = f"citewise_test_template_{os.getpid()}"
+    isolated_database(server_url, name, fresh=True)
+    return name
+
+
+@pytest.fixture
+def url(server_url: str, template_name: str) -> str:
+    """A fresh, migrated database for one test."""
+    name = f"citewise_test_{os.getpid()}_{next(_counter)}"
+    parts = urlsplit(server_url)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                      sql.Identifier(template_name)))
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def conn(url: str):
+    with db.connect(url, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LocalEmbedder:
+    return LocalEmbedder()
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return root
