@@ -40,7 +40,7 @@ eval: install
 ## Benchmarks that print figures (ingest throughput, search latency).
 bench: install
 	$(PY) -m evals.bench_ingest --dataset ../shared/data/scifact
-	$(PY) -m evals.bench_search --dataset ../shared/data/scifact
+	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_search --dataset ../shared/data/scifact
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from chat import cli as chat_cli
 from evals.cli import eval_app
 from retrieval import cli as retrieval_cli
 
@@ -13,7 +14,11 @@ app.command()(retrieval_cli.ingest)
 app.command()(retrieval_cli.search)
 app.command()(retrieval_cli.delete)
 app.command()(retrieval_cli.reindex)
+app.command()(chat_cli.ask)
+app.command()(chat_cli.chat)
+app.command()(chat_cli.feedback)
 app.add_typer(retrieval_cli.db_app, name="db")
+app.add_typer(chat_cli.llm_app, name="llm")
 app.add_typer(eval_app, name="eval")
 
 if __name__ == "__main__":

@@ -130,7 +130,8 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
 ) -> None:
     """Hybrid search (vector + BM25, fused by reciprocal rank) with metadata filters."""
-    from retrieval.search import MODES, search as run
+    from retrieval.search import MODES
+    from retrieval.search import search as run
 
     cfg = settings()
     if mode not in MODES:

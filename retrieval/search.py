@@ -29,11 +29,20 @@ WITH allowed AS MATERIALIZED (
     SELECT d.id FROM documents d WHERE {filter}
 ),
 q AS (
+    -- IDF on the query side: ln(1 + (N - df + 0.5) / (df + 0.5)) per query term, as a sparse vector.
     SELECT ('{{' || string_agg(k.term_id || ':' ||
                 ln(1 + (s.n_chunks - k.df + 0.5) / (k.df + 0.5)), ',' ORDER BY k.term_id)
             || '}}/' || %(dim)s)::sparsevec AS vec
     FROM keyword_df k CROSS JOIN keyword_stats s
     WHERE k.term_id = ANY(%(terms)s::int4[]) AND k.df > 0
+),
+probe AS (
+    -- Candidate terms, rarest first, while their postings fit the budget (the rarest always): chunks holding
+    -- only very common terms score too low to matter, and skipping them keeps large corpora fast (MaxScore's idea).
+    SELECT array_agg(term_id) AS terms FROM (
+        SELECT term_id, df, sum(df) OVER (ORDER BY df, term_id) AS cum, row_number() OVER (ORDER BY df, term_id) AS rn
+        FROM keyword_df WHERE term_id = ANY(%(terms)s::int4[]) AND df > 0
+    ) t WHERE rn = 1 OR cum <= %(postings)s
 ),
 vec AS (
     SELECT c.id, row_number() OVER (ORDER BY c.embedding <=> %(qvec)s) AS rank,
@@ -47,7 +56,7 @@ kw AS (
     SELECT c.id, row_number() OVER (ORDER BY c.keyword_vec <#> q.vec) AS rank,
            -(c.keyword_vec <#> q.vec) AS score
     FROM chunks c CROSS JOIN q
-    WHERE q.vec IS NOT NULL AND c.keyword_terms && %(terms)s::int4[] AND {keyword_filter}
+    WHERE q.vec IS NOT NULL AND c.keyword_terms && (SELECT terms FROM probe) AND {keyword_filter}
     ORDER BY c.keyword_vec <#> q.vec
     LIMIT %(n_keyword)s
 ),
@@ -104,6 +113,7 @@ def search_vector(
         dim=keywords.DIM, terms=keywords.query_terms(query), qvec=HalfVector(query_vector),
         n_vector=n if mode != "keyword" else 0, n_keyword=n if mode != "vector" else 0,
         w_vector=cfg.vector_weight, w_keyword=cfg.keyword_weight, rrf_k=cfg.rrf_k, k=k,
+        postings=cfg.keyword_postings,
     )
     with conn.transaction():
         # ef_search never below the candidates asked for; iterative scans keep filtered searches from coming up

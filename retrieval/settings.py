@@ -75,6 +75,7 @@ class SearchSettings:
     keyword_weight: float = 1.0
     candidates: int = 100
     ef_search: int = 100
+    keyword_postings: int = 20_000  # postings scanned for keyword candidates (rarest query terms first)
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 
@@ -85,19 +86,60 @@ class EmbeddingSettings:
 
     model: str = "all-MiniLM-L6-v2"
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    backend: str = "features"  # features | none | cross-encoder | http
+    model: str | None = None  # CrossEncoder path or name, or the model name sent to an HTTP endpoint
+    url: str | None = None  # base URL of an HTTP rerank endpoint (POST {url}/rerank)
+    fetch: int = 50  # candidates fetched before re-ranking
+    document_weight: float = 0.5  # share of a document's other chunks' fused score added to each chunk
+    title_weight: float = 0.0  # bonus per share of query terms found in the title
+    phrase_weight: float = 0.0  # bonus per query bigram found verbatim in the passage
+    freshness_weight: float = 0.0  # bonus for recent documents (half-life one year)
+    duplicate_jaccard: float = 0.9  # drop a passage this similar (word shingles) to a better one
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """An OpenAI-compatible endpoint when ``base_url`` is set; otherwise citewise's own llama.cpp server."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    state_dir: Path = Path("llm")
+    models_dir: Path = Path("models")
+    n_ctx: int = 4096
+    threads: int = 2
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How answers are assembled: the source budget in tokens, sources shown, and the abstention threshold."""
+
+    context_tokens: int = 2200
+    sources: int = 6
+    preset: str = "precise"
+    min_similarity: float = 0.30  # calibrated by `citewise eval calibrate` (see README)
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
     database_url: str | None = None
+    user: str = "cli"  # the identity CLI turns and feedback are recorded under
     scrub_pii: bool = True
     max_file_mb: int = 50
     chunk: ChunkSettings = field(default_factory=ChunkSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    rerank: RerankSettings = field(default_factory=RerankSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
 
     @property
     def pg_dir(self) -> Path:
@@ -129,6 +171,7 @@ class Settings:
             keyword_weight=_float(env, "CITEWISE_KEYWORD_WEIGHT", SearchSettings.keyword_weight, 0.0, 10.0),
             candidates=_int(env, "CITEWISE_CANDIDATES", SearchSettings.candidates, 1, 1000),
             ef_search=_int(env, "CITEWISE_EF_SEARCH", SearchSettings.ef_search, 10, 1000),
+            keyword_postings=_int(env, "CITEWISE_KEYWORD_POSTINGS", SearchSettings.keyword_postings, 100, 10**9),
         )
         embedding = EmbeddingSettings(
             model=env.get("CITEWISE_EMBEDDING_MODEL") or EmbeddingSettings.model,
@@ -136,9 +179,40 @@ class Settings:
             api_key=env.get("CITEWISE_EMBEDDING_API_KEY") or env.get("OPENAI_API_KEY") or None,
             batch_size=_int(env, "CITEWISE_EMBEDDING_BATCH", EmbeddingSettings.batch_size, 1, 2048),
         )
+        rerank = RerankSettings(
+            backend=env.get("CITEWISE_RERANKER") or RerankSettings.backend,
+            model=env.get("CITEWISE_RERANK_MODEL") or None,
+            url=env.get("CITEWISE_RERANK_URL") or None,
+            fetch=_int(env, "CITEWISE_RERANK_FETCH", RerankSettings.fetch, 1, 1000),
+        )
+        llm = LLMSettings(
+            base_url=env.get("CITEWISE_LLM_BASE_URL") or None,
+            api_key=env.get("CITEWISE_LLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
+            model=env.get("CITEWISE_LLM_MODEL") or None,
+            state_dir=home / "llm",
+            models_dir=home / "models",
+            n_ctx=_int(env, "CITEWISE_LLM_CONTEXT", LLMSettings.n_ctx, 1024, 131072),
+            threads=_int(env, "CITEWISE_LLM_THREADS", os.cpu_count() or 2, 1, 256),
+            timeout_s=_float(env, "CITEWISE_LLM_TIMEOUT", LLMSettings.timeout_s, 1.0, 3600.0),
+        )
+        answer = AnswerSettings(
+            context_tokens=_int(env, "CITEWISE_CONTEXT_TOKENS", AnswerSettings.context_tokens, 200, 100_000),
+            sources=_int(env, "CITEWISE_SOURCES", AnswerSettings.sources, 1, 50),
+            preset=env.get("CITEWISE_PRESET") or AnswerSettings.preset,
+            min_similarity=_float(env, "CITEWISE_MIN_SIMILARITY", AnswerSettings.min_similarity, -1.0, 1.0),
+        )
+        if answer.context_tokens + 600 > llm.n_ctx and not llm.base_url:
+            raise SettingsError(
+                f"CITEWISE_CONTEXT_TOKENS ({answer.context_tokens}) leaves no room for the question and the answer "
+                f"in the local model's {llm.n_ctx}-token window; use at most {llm.n_ctx - 600}"
+            )
         return cls(
             home=home,
+            rerank=rerank,
+            llm=llm,
+            answer=answer,
             database_url=env.get("CITEWISE_DATABASE_URL") or None,
+            user=env.get("CITEWISE_USER") or env.get("USER") or "cli",
             scrub_pii=_bool(env, "CITEWISE_SCRUB_PII", True),
             max_file_mb=_int(env, "CITEWISE_MAX_FILE_MB", 50, 1, 10_000),
             chunk=chunk,

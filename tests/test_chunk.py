@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from retrieval.chunk import split
@@ -35,7 +37,7 @@ def test_overlap_repeats_trailing_sentences_within_budget() -> None:
     text = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(60))
     chunks = split(doc(text), ChunkSettings(60, 15))
     overlaps = 0
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start < a.end, "consecutive chunks overlap"
         shared = a.text[b.start - a.start:]
         assert count(shared) <= 15 + 2
@@ -46,7 +48,7 @@ def test_overlap_repeats_trailing_sentences_within_budget() -> None:
 def test_no_overlap_when_disabled() -> None:
     text = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(60))
     chunks = split(doc(text), ChunkSettings(60, 0))
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start >= a.end
 
 

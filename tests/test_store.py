@@ -106,8 +106,8 @@ def test_pii_scrubbing_can_be_switched_off(tmp_path, url, conn, embedder, settin
 
 
 def test_one_bad_file_does_not_stop_the_rest(tmp_path, url, conn, embedder, settings) -> None:
-    write_files(tmp_path, {"good.md": "# Good\n\nFine text.", "bad.pdf": b"%PDF-1.4 garbage", "bin.txt": b"\x00\x01\x02",
-                           "z.md": "# Last\n\nAlso fine."})
+    write_files(tmp_path, {"good.md": "# Good\n\nFine text.", "bad.pdf": b"%PDF-1.4 garbage",
+                           "bin.txt": b"\x00\x01\x02", "z.md": "# Last\n\nAlso fine."})
     report = ingest(url, embedder, [tmp_path, tmp_path / "missing"], settings)
     assert report.added == 2
     assert sorted(Path(f.uri).name for f in report.failures) == ["bad.pdf", "bin.txt", "missing"]

@@ -1,0 +1,146 @@
+"""The retrieval chain: condense → retrieve (LangChain retriever) → re-rank → numbered sources → LLM → citations.
+
+:func:`ask` is the one entry point the CLI, the chat UI, Slack, the API and the evals call. It streams tokens to
+``on_token`` as they arrive and records the turn, successful or failed, before it returns.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+from psycopg_pool import ConnectionPool
+
+import prompts
+from chat import context
+from chat.citations import check
+from chat.llm import Endpoint, LLMError
+from chat.sampling import Sampling
+from chat.turns import RetrievedRecord, history, record_turn
+from chat.types import ABSTAIN_TEXT, Answer, Citation, Question
+from retrieval.embed import Embedder
+from retrieval.rerank import Reranker
+from retrieval.retriever import CitewiseRetriever, from_lc
+from retrieval.settings import Settings
+from retrieval.tokens import count
+from retrieval.types import Hit
+
+_ABSTAIN = re.compile(r"(sources? (do|does) not (contain|mention|provide|include|say)|not (contained|mentioned|"
+                      r"found) in the sources|cannot (find|answer)|no information (about|on)|i don'?t know)", re.I)
+_ANSWER_MARGIN = 64  # tokens kept free beside the answer: chat template, role tags, tokenizer drift
+
+
+@dataclass(frozen=True)
+class Services:
+    """Long-lived resources a process opens once: database pool, embedder, re-ranker, LLM endpoint."""
+
+    settings: Settings
+    pool: ConnectionPool
+    embedder: Embedder
+    reranker: Reranker
+    llm: Endpoint
+
+
+def chat_model(llm: Endpoint, sampling: Sampling, timeout: float, streaming: bool = True):
+    """A LangChain ChatOpenAI for ``sampling``; top_k travels as an extra body field (OpenAI itself lacks it)."""
+    from langchain_openai import ChatOpenAI
+
+    extra: dict[str, Any] = {} if "api.openai.com" in llm.base_url else {"top_k": sampling.top_k}
+    return ChatOpenAI(base_url=llm.base_url, api_key=llm.api_key, model=llm.model, temperature=sampling.temperature,
+                      top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=sampling.seed, extra_body=extra,
+                      streaming=streaming, timeout=timeout, max_retries=1)
+
+
+def condense(services: Services, turns: list[tuple[str, str]], question: str) -> str:
+    """A standalone question from the conversation; only called when there is history."""
+    lines = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in turns)
+    prompt = prompts.load("condense").render(history=lines, question=question)
+    model = chat_model(services.llm, Sampling(temperature=0.0, top_k=1, max_tokens=96, seed=0), 60.0, streaming=False)
+    text = str(model.invoke([HumanMessage(prompt)]).content).strip().strip('"').splitlines()
+    return text[0].strip() if text and text[0].strip() else question
+
+
+def _records(candidates: list[Hit], reranked: list[Hit]) -> list[RetrievedRecord]:
+    after = {h.chunk_id: (i + 1, h.score) for i, h in enumerate(reranked)}
+    return [RetrievedRecord(h.chunk_id, h.document_id, i + 1, h.score, *after.get(h.chunk_id, (None, None)))
+            for i, h in enumerate(candidates)]
+
+
+def _budget(services: Services, question: str, sampling: Sampling) -> int:
+    cfg = services.settings
+    overhead = count(prompts.load("answer").render(sources="", question=question)) + _ANSWER_MARGIN
+    window = cfg.llm.n_ctx - overhead - sampling.max_tokens
+    return max(0, min(cfg.answer.context_tokens, window))
+
+
+def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
+    """Answer ``q`` from the corpus with checked citations, streaming tokens to ``on_token``; record the turn."""
+    cfg = services.settings
+    started = time.perf_counter()
+    latency: dict[str, float] = {}
+    prompt = prompts.load("answer")
+    with services.pool.connection() as conn:
+        past = history(conn, q.conversation_id)
+        standalone = q.text
+        if past:
+            t = time.perf_counter()
+            standalone = condense(services, past, q.text)
+            latency["condense_ms"] = (time.perf_counter() - t) * 1000
+        retriever = CitewiseRetriever(conn=conn, embedder=services.embedder, filters=q.filters, k=cfg.rerank.fetch,
+                                      search=cfg.search)
+        candidates = [from_lc(d) for d in retriever.invoke(standalone)]
+        latency.update(retriever.timings)
+        t = time.perf_counter()
+        n_sources = q.sources or cfg.answer.sources
+        reranked = services.reranker.rerank(standalone, candidates, n_sources * 2)
+        latency["rerank_ms"] = (time.perf_counter() - t) * 1000
+        records = _records(candidates, reranked)
+        best = max((h.vector_similarity for h in candidates if h.vector_similarity is not None), default=None)
+        sources, block = context.build(reranked, _budget(services, standalone, q.sampling), n_sources)
+        shown = tuple(Citation.of(s) for s in sources)
+
+        def finish(text: str, cited: tuple[Citation, ...], abstained: bool, removed: int = 0,
+                   prompt_tokens: int | None = None, completion_tokens: int | None = None) -> Answer:
+            latency["total_ms"] = (time.perf_counter() - started) * 1000
+            answer = Answer(text, cited, shown, abstained, None, standalone, prompt.version if prompt_tokens else None,
+                            services.llm.model if prompt_tokens else None, removed, latency, prompt_tokens,
+                            completion_tokens)
+            turn_id = record_turn(conn, q, answer, records, prompt.name if prompt_tokens else None)
+            return Answer(**{**answer.__dict__, "turn_id": turn_id})
+
+        if not sources or best is None or best < cfg.answer.min_similarity:
+            if on_token:
+                on_token(ABSTAIN_TEXT)
+            return finish(ABSTAIN_TEXT, (), True)
+
+        rendered = prompt.render(sources=block, question=standalone)
+        model = chat_model(services.llm, q.sampling, cfg.llm.timeout_s)
+        parts: list[str] = []
+        t = time.perf_counter()
+        try:
+            for chunk in model.stream([HumanMessage(rendered)]):
+                piece = str(chunk.content)
+                if piece:
+                    if not parts:
+                        latency["first_token_ms"] = (time.perf_counter() - t) * 1000
+                    parts.append(piece)
+                    if on_token:
+                        on_token(piece)
+        except Exception as exc:
+            latency["total_ms"] = (time.perf_counter() - started) * 1000
+            failed = Answer("".join(parts), (), shown, False, None, standalone, prompt.version, services.llm.model,
+                            latency=latency)
+            record_turn(conn, q, failed, records, prompt.name, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise LLMError(f"the LLM at {services.llm.base_url} failed: {exc}") from exc
+        raw = "".join(parts).strip()
+        checked = check(raw, len(sources))
+        abstained = not checked.cited and bool(_ABSTAIN.search(raw))
+        if abstained:
+            return finish(ABSTAIN_TEXT, (), True, checked.removed, count(rendered), count(raw))
+        by_number = {s.number: s for s in sources}
+        cited = tuple(Citation.of(by_number[n]) for n in checked.cited)
+        return finish(checked.text, cited, False, checked.removed, count(rendered), count(raw))

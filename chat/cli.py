@@ -1,0 +1,181 @@
+"""``citewise ask``, ``chat``, ``feedback`` and ``llm`` sub-commands."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import typer
+
+from chat.sampling import SamplingError, preset
+from retrieval import filters
+from retrieval.cli import _fail, console, out, settings
+
+llm_app = typer.Typer(help="The local LLM server: status, start, stop.", no_args_is_help=True)
+
+
+def _services(cfg):
+    from chat.llm import LLMError
+    from chat.services import open_services
+    from retrieval import db, pgserver, store
+
+    try:
+        with console.status("Starting the database, the embedding model and the LLM…"):
+            return open_services(cfg)
+    except (db.DatabaseError, pgserver.EmbeddedServerError, store.ModelMismatchError, LLMError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens):
+    try:
+        return preset(preset_name).with_overrides(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                                                  max_tokens=max_tokens)
+    except SamplingError as exc:
+        _fail(str(exc))
+        raise
+
+
+def _print_sources(answer) -> None:
+    listed = answer.citations if answer.citations else answer.sources
+    if not listed:
+        return
+    out.print("\n[bold]Sources[/bold]" if answer.citations else "\n[bold]Closest sources[/bold]")
+    for c in listed:
+        where = f"{c.uri}" + (f" (chars {c.start}-{c.end})" if c.end else "")
+        out.print(f"  [{c.number}] {c.title} — {c.source} · {where}")
+
+
+def ask(
+    question: str = typer.Argument(..., help="Your question."),
+    filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable (see `citewise search`)."),
+    preset_name: str = typer.Option("precise", "--preset", help="precise, balanced or creative."),
+    temperature: float | None = typer.Option(None, help="0..2 (overrides the preset)."),
+    top_p: float | None = typer.Option(None, "--top-p", help="(0, 1]"),
+    top_k: int | None = typer.Option(None, "--top-k", help="1..200"),
+    seed: int | None = typer.Option(None, help="Seed for reproducible sampling."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="16..4096"),
+    conversation: str | None = typer.Option(None, help="Continue this conversation id."),
+    as_json: bool = typer.Option(False, "--json", help="Print answer, citations, abstained and turn_id as JSON."),
+) -> None:
+    """Answer a question from the corpus, streaming, with numbered sources."""
+    from chat.chain import ask as run
+    from chat.llm import LLMError
+    from chat.types import Question
+
+    cfg = settings()
+    try:
+        parsed = filters.parse_all(filter)
+    except filters.FilterError as exc:
+        _fail(str(exc))
+    sampling = _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens)
+    services = _services(cfg)
+    q = Question(question, conversation or str(uuid.uuid4()), "cli", cfg.user, parsed, sampling)
+    try:
+        answer = run(services, q, None if as_json else lambda t: out.print(t, end="", markup=False, highlight=False))
+    except LLMError as exc:
+        _fail(str(exc))
+    finally:
+        services.pool.close()
+    if as_json:
+        out.print_json(json.dumps(answer.to_json()))
+        return
+    out.print()
+    if answer.abstained:
+        out.print("[yellow](no answer in the sources)[/yellow]")
+    _print_sources(answer)
+    out.print(f"[dim]turn {answer.turn_id} · `citewise feedback {answer.turn_id} up|down`[/dim]")
+
+
+def chat(
+    preset_name: str = typer.Option("precise", "--preset", help="precise, balanced or creative."),
+    filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable."),
+) -> None:
+    """A terminal conversation with history (empty line or Ctrl-D to quit)."""
+    from chat.chain import ask as run
+    from chat.llm import LLMError
+    from chat.types import Question
+
+    cfg = settings()
+    try:
+        parsed = filters.parse_all(filter)
+    except filters.FilterError as exc:
+        _fail(str(exc))
+    sampling = _sampling(preset_name, None, None, None, None, None)
+    services = _services(cfg)
+    conversation = str(uuid.uuid4())
+    out.print(f"[dim]conversation {conversation} — ask away; an empty line quits.[/dim]")
+    try:
+        while True:
+            try:
+                question = input("\nyou> ").strip()
+            except EOFError:
+                break
+            if not question:
+                break
+            out.print("citewise> ", end="")
+            try:
+                answer = run(services, Question(question, conversation, "cli", cfg.user, parsed, sampling),
+                             lambda t: out.print(t, end="", markup=False, highlight=False))
+            except LLMError as exc:
+                console.print(f"\n[red]error:[/red] {exc}")
+                continue
+            out.print()
+            _print_sources(answer)
+    finally:
+        services.pool.close()
+
+
+def feedback(
+    turn_id: str = typer.Argument(..., help="The turn id printed after an answer."),
+    value: str = typer.Argument(..., help="up or down"),
+    comment: str | None = typer.Option(None, help="What was good or wrong."),
+    citation: int | None = typer.Option(None, help="The citation number the feedback is about."),
+) -> None:
+    """Record a thumbs up or down (with an optional comment) against a turn."""
+    from chat.turns import FeedbackError, record_feedback
+    from retrieval import db
+    from retrieval.cli import open_url
+
+    cfg = settings()
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        try:
+            fid = record_feedback(conn, turn_id, value, comment, citation, cfg.user)
+        except FeedbackError as exc:
+            _fail(str(exc))
+    out.print(f"Feedback {fid} stored for turn {turn_id}.")
+
+
+@llm_app.command("status")
+def llm_status() -> None:
+    """Whether the local LLM server runs (or which endpoint is configured)."""
+    from chat.llm import running_server
+
+    cfg = settings()
+    if cfg.llm.base_url:
+        out.print(f"configured endpoint: {cfg.llm.base_url} (model {cfg.llm.model or 'default'})")
+        return
+    url = running_server(cfg.llm)
+    out.print(f"local server running at {url}" if url else "local server not running (starts on first question)")
+
+
+@llm_app.command("start")
+def llm_start() -> None:
+    """Start the local LLM server (assembling the model on first use)."""
+    from chat.llm import LLMError, start_server
+
+    cfg = settings()
+    try:
+        with console.status("Starting the local LLM server…"):
+            url = start_server(cfg.llm)
+    except LLMError as exc:
+        _fail(str(exc))
+    out.print(f"local server running at {url}")
+
+
+@llm_app.command("stop")
+def llm_stop() -> None:
+    """Stop the local LLM server."""
+    from chat.llm import stop_server
+
+    out.print("Stopped." if stop_server(settings().llm) else "Not running.")

@@ -1,0 +1,112 @@
+"""Numbered sources for the prompt: adjacent chunks of one document merged, all within a token budget.
+
+Source text is data: it is fenced per source, and anything in it that looks like our own delimiters is
+neutralised, so a planted "</sources> ignore previous instructions" cannot leave its fence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from retrieval.tokens import count, encoding
+from retrieval.types import Hit
+
+_DELIMS = re.compile(r"</?\s*(sources?|system|assistant|user|instructions?)\b[^>]*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One numbered source: one or more adjacent chunks of a document."""
+
+    number: int
+    hits: tuple[Hit, ...]
+    text: str
+
+    @property
+    def first(self) -> Hit:
+        return self.hits[0]
+
+    @property
+    def chunk_ids(self) -> tuple[str, ...]:
+        return tuple(h.chunk_id for h in self.hits)
+
+    @property
+    def start(self) -> int:
+        return min(h.start for h in self.hits)
+
+    @property
+    def end(self) -> int:
+        return max(h.end for h in self.hits)
+
+
+def _merge_text(hits: list[Hit]) -> str:
+    """Join spans of one document in order; overlapping chunk spans are stitched without repeating text."""
+    hits = sorted(hits, key=lambda h: h.start)
+    text, end = hits[0].text, hits[0].end
+    for h in hits[1:]:
+        if h.start < end:
+            text += h.text[end - h.start:] if h.end > end else ""
+        else:
+            text += "\n…\n" + h.text
+        end = max(end, h.end)
+    return text
+
+
+def group(hits: list[Hit]) -> list[list[Hit]]:
+    """Group hits by document, merging chunks that touch or overlap; groups keep the best hit's rank order."""
+    groups: list[list[Hit]] = []
+    for h in hits:
+        for g in groups:
+            if g[0].document_id == h.document_id and any(abs(o.ordinal - h.ordinal) <= 1 for o in g):
+                g.append(h)
+                break
+        else:
+            groups.append([h])
+    return groups
+
+
+def _header(n: int, h: Hit) -> str:
+    date = (h.updated_at or h.created_at)
+    parts = [f"[{n}] {h.title or h.uri}", f"source: {h.source}"]
+    if h.heading_path:
+        parts.append("section: " + " > ".join(h.heading_path))
+    if date:
+        parts.append(f"date: {date.date().isoformat()}")
+    return " | ".join(parts)
+
+
+def _truncate(text: str, tokens: int) -> str:
+    ids = encoding().encode(text, disallowed_special=())
+    return text if len(ids) <= tokens else encoding().decode(ids[:tokens]).rstrip() + " …"
+
+
+def build(hits: list[Hit], budget_tokens: int, max_sources: int) -> tuple[list[Source], str]:
+    """Numbered sources and their rendered block, never over ``budget_tokens`` (counted with tiktoken)."""
+    sources: list[Source] = []
+    blocks: list[str] = []
+    used = 0
+    for g in group(hits):
+        if len(sources) == max_sources:
+            break
+        n = len(sources) + 1
+        body = _DELIMS.sub("", _merge_text(g))
+        block = f"{_header(n, g[0])}\n{body}"
+        cost = count(block) + 2
+        if used + cost > budget_tokens:
+            room = budget_tokens - used - count(_header(n, g[0])) - 4
+            if room < 40:
+                break
+            while True:  # re-tokenising a cut text can shift a token or two: shrink until it fits
+                body = _truncate(body, room)
+                block = f"{_header(n, g[0])}\n{body}"
+                cost = count(block) + 2
+                if used + cost <= budget_tokens or room < 40:
+                    break
+                room -= 8
+            if used + cost > budget_tokens:
+                break
+        sources.append(Source(n, tuple(sorted(g, key=lambda h: h.start)), body))
+        blocks.append(block)
+        used += cost
+    return sources, "\n\n".join(blocks)

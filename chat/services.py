@@ -1,0 +1,34 @@
+"""Opening the long-lived resources a process needs to answer questions (once per process)."""
+
+from __future__ import annotations
+
+from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
+
+from chat.chain import Services
+from chat.llm import endpoint
+from retrieval import db, store
+from retrieval.embed import load_embedder
+from retrieval.rerank import load_reranker
+from retrieval.settings import Settings
+
+
+def open_pool(url: str, max_size: int = 10) -> ConnectionPool:
+    db.connect(url).close()  # fail early, with the masked URL, if unreachable or without pgvector
+    return ConnectionPool(url, min_size=1, max_size=max_size, configure=register_vector,
+                          kwargs={"autocommit": True}, open=True, name="citewise")
+
+
+def open_services(settings: Settings, *, start_llm: bool = True, pool_size: int = 10) -> Services:
+    url = db.open_database(settings)
+    pool = open_pool(url, pool_size)
+    embedder = load_embedder(settings.embedding)
+    with pool.connection() as conn:
+        stored = store.stored_model(conn)
+    if stored and stored != (embedder.name, embedder.dim):
+        pool.close()
+        raise store.ModelMismatchError(
+            f"the database holds embeddings from {stored[0]} ({stored[1]} dimensions) but the configured model is "
+            f"{embedder.name} ({embedder.dim}). Run `citewise reindex`.")
+    llm = endpoint(settings.llm) if start_llm else None
+    return Services(settings, pool, embedder, load_reranker(settings.rerank), llm)  # type: ignore[arg-type]

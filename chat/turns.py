@@ -1,0 +1,82 @@
+"""Recording turns and feedback in PostgreSQL; reading a conversation's history back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from chat.types import Answer, Question
+
+
+class FeedbackError(ValueError):
+    """Feedback that cannot be stored (unknown turn, bad value or citation); the message says which."""
+
+
+@dataclass(frozen=True)
+class RetrievedRecord:
+    chunk_id: str
+    document_id: str
+    fused_rank: int
+    fused_score: float
+    rerank_rank: int | None
+    rerank_score: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def record_turn(conn: psycopg.Connection, q: Question, answer: Answer, retrieved: list[RetrievedRecord],
+                prompt_name: str | None, status: str = "ok", error: str | None = None) -> str:
+    """Insert the turn in its own transaction and return its id."""
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO turns (conversation_id, user_id, channel, question, standalone_question, filters, sampling, "
+            "retrieved, prompt_name, prompt_version, model, answer, citations, abstained, status, error, "
+            "prompt_tokens, completion_tokens, latency) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (q.conversation_id, q.user_id, q.channel, q.text, answer.standalone_question,
+             json.dumps([{"field": f.field, "op": f.op, "value": f.value} for f in q.filters], default=str),
+             json.dumps(q.sampling.to_json()), json.dumps([r.to_json() for r in retrieved]), prompt_name,
+             answer.prompt_version, answer.model, answer.text, json.dumps([c.to_json() for c in answer.citations]),
+             answer.abstained, status, error, answer.prompt_tokens, answer.completion_tokens,
+             json.dumps(answer.latency)),
+        ).fetchone()
+    return str(row[0])
+
+
+def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, comment: str | None = None,
+                    citation: int | None = None, user_id: str | None = None) -> int:
+    """Store a thumbs up (``up``/1) or down (``down``/-1) against a turn; committed before this returns."""
+    numeric = {"up": 1, "down": -1, 1: 1, -1: -1, "1": 1, "-1": -1}.get(value)  # type: ignore[call-overload]
+    if numeric is None:
+        raise FeedbackError(f"feedback value {value!r} is not one of: up, down")
+    with conn.transaction():
+        try:
+            row = conn.execute("SELECT jsonb_array_length(citations) FROM turns WHERE id = %s::uuid",
+                               (turn_id,)).fetchone()
+        except psycopg.errors.InvalidTextRepresentation:
+            raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
+        if row is None:
+            raise FeedbackError(f"no turn with id {turn_id}")
+        if citation is not None:
+            cited = conn.execute("SELECT EXISTS (SELECT 1 FROM turns, jsonb_array_elements(citations) c "
+                                 "WHERE id = %s AND (c->>'number')::int = %s)", (turn_id, citation)).fetchone()[0]
+            if not cited:
+                raise FeedbackError(f"turn {turn_id} has no citation [{citation}]")
+        fid = conn.execute(
+            "INSERT INTO feedback (turn_id, value, comment, citation, user_id) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (turn_id, numeric, comment, citation, user_id),
+        ).fetchone()[0]
+    return int(fid)
+
+
+def history(conn: psycopg.Connection, conversation_id: str, limit: int = 6) -> list[tuple[str, str]]:
+    """The last ``limit`` (question, answer) pairs of a conversation, oldest first."""
+    rows = conn.execute(
+        "SELECT question, answer FROM turns WHERE conversation_id = %s AND status = 'ok' "
+        "ORDER BY created_at DESC LIMIT %s", (conversation_id, limit)).fetchall()
+    return [(q, a or "") for q, a in reversed(rows)]

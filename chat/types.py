@@ -1,0 +1,71 @@
+"""What the chain returns: an answer with its checked citations, sources and the turn it was recorded as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.context import Source
+from chat.sampling import Sampling
+from retrieval.filters import Filter
+
+ABSTAIN_TEXT = "The sources do not contain the answer."
+
+
+@dataclass(frozen=True)
+class Citation:
+    number: int
+    chunk_ids: tuple[str, ...]
+    document_id: str
+    title: str
+    source: str
+    uri: str
+    start: int
+    end: int
+    text: str
+
+    @classmethod
+    def of(cls, s: Source) -> Citation:
+        h = s.first
+        return cls(s.number, s.chunk_ids, h.document_id, h.title, h.source, h.uri, s.start, s.end, s.text)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "chunk_ids": list(self.chunk_ids), "document_id": self.document_id,
+                "title": self.title, "source": self.source, "uri": self.uri, "start": self.start, "end": self.end,
+                "text": self.text}
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question as a caller asks it."""
+
+    text: str
+    conversation_id: str
+    channel: str = "cli"
+    user_id: str | None = None
+    filters: list[Filter] = field(default_factory=list)
+    sampling: Sampling = field(default_factory=Sampling)
+    sources: int | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    citations: tuple[Citation, ...]
+    sources: tuple[Citation, ...]  # every numbered source the model saw (the closest ones when abstaining)
+    abstained: bool
+    turn_id: str | None
+    standalone_question: str
+    prompt_version: str | None
+    model: str | None
+    removed_markers: int = 0
+    latency: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"answer": self.text, "citations": [c.to_json() for c in self.citations],
+                "sources": [c.to_json() for c in self.sources], "abstained": self.abstained,
+                "turn_id": self.turn_id, "standalone_question": self.standalone_question,
+                "prompt_version": self.prompt_version, "model": self.model, "removed_markers": self.removed_markers,
+                "latency": self.latency}

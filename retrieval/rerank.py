@@ -1,0 +1,138 @@
+"""Re-ranking: over-fetch, then rescore to the final few (txtai's shape: a reranker is a rescoring pass).
+
+No cross-encoder weights can be installed offline, so the default ``features`` re-ranker rescores with signals
+the fused rank lacks: evidence from several chunks of one document, query terms in the title, exact query
+phrases in the passage, near-duplicate removal and freshness when documents carry dates. A sentence-transformers
+CrossEncoder (local path or name) or an HTTP ``/rerank`` endpoint replaces it when configured.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import urllib.request
+from collections import defaultdict
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from retrieval import keywords
+from retrieval.settings import RerankSettings
+from retrieval.types import Hit
+
+
+class RerankError(RuntimeError):
+    """The configured re-ranker failed; the message names it and the fix."""
+
+
+class Reranker(Protocol):
+    def rerank(self, query: str, hits: list[Hit], top: int) -> list[Hit]: ...
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + 3]) for i in range(max(1, len(words) - 2))}
+
+
+def drop_near_duplicates(hits: list[Hit], threshold: float) -> list[Hit]:
+    """Keep the first of any passages whose 3-word shingles overlap by ``threshold`` (Jaccard) or more."""
+    kept: list[tuple[Hit, set]] = []
+    for h in hits:
+        s = _shingles(h.text)
+        if all(len(s & t) / max(1, len(s | t)) < threshold for _, t in kept):
+            kept.append((h, s))
+    return [h for h, _ in kept]
+
+
+class FeatureReranker:
+    def __init__(self, cfg: RerankSettings, now: datetime | None = None) -> None:
+        self.cfg = cfg
+        self.now = now or datetime.now(UTC)
+
+    def _score(self, query_terms: set[str], bigrams: set[tuple[str, str]], h: Hit, doc_bonus: float) -> float:
+        score = h.score + self.cfg.document_weight * doc_bonus
+        if self.cfg.title_weight and query_terms and h.title:
+            score += self.cfg.title_weight * len(query_terms & set(keywords.terms(h.title))) / len(query_terms)
+        if self.cfg.phrase_weight and bigrams:
+            t = keywords.terms(h.text)
+            score += self.cfg.phrase_weight * len(bigrams & set(itertools.pairwise(t))) / len(bigrams)
+        when = h.updated_at or h.created_at
+        if self.cfg.freshness_weight and when:
+            age_years = max(0.0, (self.now - when).total_seconds() / (365.25 * 86400))
+            score += self.cfg.freshness_weight * math.exp(-age_years * math.log(2))
+        return score
+
+    def rerank(self, query: str, hits: list[Hit], top: int) -> list[Hit]:
+        q = keywords.terms(query)
+        terms, bigrams = set(q), set(itertools.pairwise(q))
+        per_doc: dict[str, float] = defaultdict(float)
+        for h in hits:
+            per_doc[h.document_id] += h.score
+        rescored = [replace(h, score=self._score(terms, bigrams, h, per_doc[h.document_id] - h.score)) for h in hits]
+        rescored.sort(key=lambda h: -h.score)
+        return drop_near_duplicates(rescored, self.cfg.duplicate_jaccard)[:top]
+
+
+class CrossEncoderReranker:
+    def __init__(self, cfg: RerankSettings) -> None:
+        if not cfg.model:
+            raise RerankError("the cross-encoder re-ranker needs CITEWISE_RERANK_MODEL (a local path or model name)")
+        try:
+            from sentence_transformers import CrossEncoder
+
+            self._model = CrossEncoder(cfg.model, device="cpu")
+        except Exception as exc:
+            raise RerankError(f"cannot load the cross-encoder {cfg.model!r}: {exc}") from None
+        self.cfg = cfg
+
+    def rerank(self, query: str, hits: list[Hit], top: int) -> list[Hit]:
+        if not hits:
+            return []
+        scores = self._model.predict([(query, h.text) for h in hits], show_progress_bar=False)
+        ranked = sorted(zip(hits, scores, strict=True), key=lambda p: -float(p[1]))
+        return drop_near_duplicates([replace(h, score=float(s)) for h, s in ranked], self.cfg.duplicate_jaccard)[:top]
+
+
+class HttpReranker:
+    """POST {url}/rerank with ``{"query", "documents"|"texts", "model"}``; accepts Cohere/Jina/TEI response shapes."""
+
+    def __init__(self, cfg: RerankSettings, timeout: float = 30.0) -> None:
+        if not cfg.url:
+            raise RerankError("the HTTP re-ranker needs CITEWISE_RERANK_URL")
+        self.cfg, self.timeout = cfg, timeout
+
+    def rerank(self, query: str, hits: list[Hit], top: int) -> list[Hit]:
+        if not hits:
+            return []
+        docs = [h.text for h in hits]
+        body = {"query": query, "documents": docs, "texts": docs, "top_n": len(docs)}
+        if self.cfg.model:
+            body["model"] = self.cfg.model
+        req = urllib.request.Request(self.cfg.url.rstrip("/") + "/rerank", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                payload = json.loads(resp.read())
+        except Exception as exc:
+            raise RerankError(f"the rerank endpoint {self.cfg.url} failed: {exc}") from None
+        results = payload.get("results", payload) if isinstance(payload, dict) else payload
+        scores = {int(r["index"]): float(r.get("relevance_score", r.get("score", 0.0))) for r in results}
+        ranked = sorted(range(len(hits)), key=lambda i: -scores.get(i, float("-inf")))
+        out = [replace(hits[i], score=scores.get(i, float("-inf"))) for i in ranked]
+        return drop_near_duplicates(out, self.cfg.duplicate_jaccard)[:top]
+
+
+class NoReranker:
+    def rerank(self, query: str, hits: list[Hit], top: int) -> list[Hit]:
+        return hits[:top]
+
+
+def load_reranker(cfg: RerankSettings) -> Reranker:
+    backends = {"features": FeatureReranker, "none": lambda c: NoReranker(), "cross-encoder": CrossEncoderReranker,
+                "http": HttpReranker}
+    try:
+        return backends[cfg.backend](cfg)
+    except KeyError:
+        raise RerankError(f"unknown re-ranker {cfg.backend!r}; expected one of: {', '.join(backends)}") from None

@@ -1,0 +1,99 @@
+"""A local stand-in for an OpenAI-compatible server: /v1/models and /v1/chat/completions (SSE streaming too).
+
+It speaks the real wire protocol so the real ``openai``/LangChain clients talk to it; tests script its replies
+and read back the requests it received.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Reply = Callable[[dict[str, Any]], str]
+
+
+class StandIn:
+    def __init__(self, reply: Reply | str = "OK [1].", *, fail_after_chunks: int | None = None,
+                 delay_s: float = 0.0) -> None:
+        self.reply: Reply = reply if callable(reply) else (lambda _req, text=reply: text)
+        self.fail_after_chunks = fail_after_chunks
+        self.delay_s = delay_s
+        self.requests: list[dict[str, Any]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> StandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self):
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _json(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/v1/models":
+                    self._json(200, {"object": "list", "data": [{"id": "standin", "object": "model"}]})
+                else:
+                    self._json(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._json(404, {"error": {"message": "not found"}})
+                    return
+                standin.requests.append(body)
+                text = standin.reply(body)
+                created = int(time.time())
+                if not body.get("stream"):
+                    self._json(200, {"id": "cmpl-1", "object": "chat.completion", "created": created,
+                                     "model": body.get("model", "standin"),
+                                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                                  "finish_reason": "stop"}],
+                                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
+                for n, piece in enumerate(pieces):
+                    if standin.fail_after_chunks is not None and n == standin.fail_after_chunks:
+                        self.wfile.flush()
+                        self.connection.shutdown(2)  # drop the connection mid-stream
+                        return
+                    chunk = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": created,
+                             "model": body.get("model", "standin"),
+                             "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    if standin.delay_s:
+                        time.sleep(standin.delay_s)
+                done = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": created,
+                        "model": body.get("model", "standin"),
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+                self.wfile.flush()
+
+        return Handler
