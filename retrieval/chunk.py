@@ -39,7 +39,13 @@ def _sections(text: str) -> list[tuple[int, int, tuple[str, ...]]]:
         path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, title)]
         prev, prev_path = pos, tuple(t for _, t in path)
     sections.append((prev, len(text), prev_path))
-    return [s for s in sections if text[s[0]:s[1]].strip()]
+    sections = [s for s in sections if text[s[0]:s[1]].strip()]
+    merged: list[tuple[int, int, tuple[str, ...]]] = []
+    for start, end, headings in sections:
+        if merged and _HEADING.fullmatch(text[merged[-1][0]:merged[-1][1]].strip()):
+            start = merged.pop()[0]  # a heading with no text of its own opens the next section
+        merged.append((start, end, headings))
+    return merged
 
 
 def _split_long(text: str, start: int, end: int, max_tokens: int) -> list[tuple[int, int]]:

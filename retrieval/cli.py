@@ -31,6 +31,11 @@ class _Rate(ProgressColumn):
                     style="cyan")
 
 
+def emit_json(obj: object) -> None:
+    """Machine-readable output: plain JSON on stdout, never wrapped or coloured."""
+    print(json.dumps(obj, indent=2, default=str))
+
+
 def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
@@ -152,7 +157,7 @@ def search(
         except store.ModelMismatchError as exc:
             _fail(str(exc))
     if as_json:
-        out.print_json(json.dumps([h.to_json() for h in hits]))
+        emit_json([h.to_json() for h in hits])
         return
     if not hits:
         out.print("No matches.")

@@ -54,20 +54,20 @@ def _card_ok(match: str) -> bool:
 
 def _ipv4_ok(match: str) -> bool:
     try:
-        ipaddress.IPv4Address(match)
+        ip = ipaddress.IPv4Address(match)
     except ValueError:
         return False
-    return True
+    return not (ip.is_loopback or ip.is_unspecified)  # 127.0.0.1 and 0.0.0.0 identify no one
 
 
 def _ipv6_ok(match: str) -> bool:
     if not any(c.isdigit() for c in match):  # C++ scopes such as a::b are valid IPv6 spellings
         return False
     try:
-        ipaddress.IPv6Address(match)
+        ip = ipaddress.IPv6Address(match)
     except ValueError:
         return False
-    return True
+    return not (ip.is_loopback or ip.is_unspecified)
 
 
 def _phone_ok(match: str) -> bool:

@@ -68,8 +68,11 @@ fused AS (
     FROM vec FULL OUTER JOIN kw ON vec.id = kw.id
 )
 SELECT f.id, c.document_id, c.text, d.title, d.source, d.uri, c.heading_path, c.char_start, c.char_end,
-       f.score, f.vector_rank, f.keyword_rank, f.similarity, f.keyword_score, d.author, d.created_at,
-       d.updated_at, c.ordinal
+       f.score, f.vector_rank, f.keyword_rank,
+       -- both raw scores for every fused candidate, also from the side that did not retrieve it (for re-ranking)
+       CASE WHEN %(n_vector)s > 0 THEN coalesce(f.similarity, 1 - (c.embedding <=> %(qvec)s)) END,
+       coalesce(f.keyword_score, -(c.keyword_vec <#> (SELECT vec FROM q)), 0.0),
+       d.author, d.created_at, d.updated_at, c.ordinal
 FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
 ORDER BY f.score DESC, f.vector_rank NULLS LAST, f.keyword_rank NULLS LAST, f.id
 LIMIT %(k)s

@@ -42,6 +42,12 @@ class StandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -76,24 +82,24 @@ class StandIn:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
                 for n, piece in enumerate(pieces):
                     if standin.fail_after_chunks is not None and n == standin.fail_after_chunks:
-                        self.wfile.flush()
-                        self.connection.shutdown(2)  # drop the connection mid-stream
+                        self.close_connection = True
+                        self.connection.shutdown(2)  # the server dies mid-stream: no final chunk
                         return
                     chunk = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": created,
                              "model": body.get("model", "standin"),
                              "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.flush()
+                    self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
                     if standin.delay_s:
                         time.sleep(standin.delay_s)
                 done = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": created,
                         "model": body.get("model", "standin"),
                         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-                self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
-                self.wfile.flush()
+                self._chunk(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+                self._chunk(b"")
 
         return Handler

@@ -91,3 +91,10 @@ def test_ids_are_content_hashes() -> None:
     assert [c.id for c in a] == [c.id for c in b]
     c = split(Document(source="s", uri="u", text="Hello world! " * 50), ChunkSettings(40, 5))
     assert a[0].id != c[0].id
+
+
+def test_a_heading_without_text_joins_the_next_section() -> None:
+    text = "# Searching\n\n## How search works\n\nIt fuses two rankings.\n\n## Modes\n\nThree modes."
+    chunks = split(doc(text), ChunkSettings(200, 40))
+    assert [c.heading_path for c in chunks] == [("Searching", "How search works"), ("Searching", "Modes")]
+    assert chunks[0].text.startswith("# Searching\n\n## How search works")

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from chat.citations import check
+from chat.citations import attribute, check
+from retrieval.keywords import terms
 
 
 @pytest.mark.parametrize(
@@ -21,6 +22,7 @@ from chat.citations import check
         ("See [3] then [1] then [3].", 3, "See [3] then [1] then [3].", (3, 1), 0),
         ("Array x[1] style [a] [ 2 ].", 2, "Array x[1] style [a] [2].", (1, 2), 0),
         ("Anything [1].", 0, "Anything.", (), 1),
+        ("It is stored. [2] Then done. [1][3]", 3, "It is stored [2]. Then done [1][3].", (2, 1, 3), 0),
     ],
 )
 def test_markers(text: str, n: int, expected_text: str, cited: tuple, removed: int) -> None:
@@ -28,3 +30,19 @@ def test_markers(text: str, n: int, expected_text: str, cited: tuple, removed: i
     assert result.text == expected_text
     assert result.cited == cited
     assert result.removed == removed
+
+
+def test_attribution_adds_markers_only_where_a_source_supports_the_sentence() -> None:
+    sources = {1: "New employees get 25 vacation days per year.", 2: "Receipts are due within 30 days."}
+    text = "New employees receive 25 vacation days each year. The moon is made of cheese and rocks. Done [2]."
+    out, added = attribute(text, sources, terms)
+    assert added == 1
+    assert out == ("New employees receive 25 vacation days each year [1]. The moon is made of cheese and rocks. "
+                   "Done [2].")
+
+
+def test_attribution_keeps_layout_and_code() -> None:
+    text = "Use the created field to filter by date.\n\n```\ncitewise search x --filter created>=2024-01-01\n```"
+    out, added = attribute(text, {1: "To filter by date, use the created field."}, terms)
+    assert added == 1 and out.startswith("Use the created field to filter by date [1].\n\n```")
+    assert out.endswith("```")

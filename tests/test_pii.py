@@ -43,6 +43,7 @@ def test_pii_is_replaced_by_typed_placeholder(text: str, kind: str) -> None:
         "std::vector and a::b are C++ scopes",
         "SSN-like 000-12-3456 and 666-12-3456 are invalid",
         "email-like user@localhost has no domain",
+        "it listens on 127.0.0.1 and 0.0.0.0 and ::1",
     ],
 )
 def test_look_alikes_are_left_alone(text: str) -> None:

@@ -14,6 +14,8 @@ CREATE TABLE turns (
     model               text,
     answer              text,
     citations           jsonb NOT NULL DEFAULT '[]',
+    removed_markers     integer NOT NULL DEFAULT 0,       -- [n] markers naming no source, removed
+    auto_cited          integer NOT NULL DEFAULT 0,       -- markers added by overlap attribution
     abstained           boolean NOT NULL DEFAULT false,
     status              text NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'failed')),
     error               text,
