@@ -45,3 +45,33 @@ def retrieval(
         table.add_row(r.mode, f"{r.ndcg_at_10:.3f}", f"{r.recall_at_10:.3f}", f"{r.recall_at_100:.3f}",
                       f"{r.mrr_at_10:.3f}", f"{r.p50_ms:.1f}", f"{r.p95_ms:.1f}")
     out.print(table)
+
+
+@eval_app.command("calibrate")
+def calibrate(
+    dataset: Path = typer.Option(..., exists=True, dir_okay=False, help="SQuAD-format JSON (e.g. XQuAD dev)."),
+    max_false: float = typer.Option(0.02, help="Largest share of answerable questions allowed to abstain."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Choose CITEWISE_MIN_SIMILARITY: abstain on unanswerable questions, rarely on answerable ones."""
+    from evals.calibrate import best_similarities, choose, prepare_squad
+
+    cfg = settings()
+    open_url(cfg)
+    embedder = load_embedder(cfg)
+    with console.status("Ingesting the paragraphs into an isolated database…"):
+        url, qas = prepare_squad(cfg, embedder, dataset)
+    answerable, unanswerable = best_similarities(url, embedder, cfg, qas)
+    result = choose(answerable, unanswerable, max_false)
+    if as_json:
+        emit_json({"threshold": result.threshold, "false_abstention": result.false_abstention,
+                   "correct_abstention": result.correct_abstention, "questions": result.questions})
+        return
+    table = Table(title=f"Abstention threshold on {dataset.name} ({result.questions} questions, each twice)")
+    for col in ("min similarity", "abstains when answerable", "abstains when unanswerable"):
+        table.add_column(col)
+    for t, fa, ca in result.table:
+        if round(t * 100) % 5 == 0 or t == result.threshold:
+            table.add_row(f"{t:.2f}" + (" ← chosen" if t == result.threshold else ""), f"{fa:.1%}", f"{ca:.1%}")
+    out.print(table)
+    out.print(f"Set CITEWISE_MIN_SIMILARITY={result.threshold:.2f} (at most {max_false:.0%} false abstentions).")
