@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 
 import prompts
 from chat import context
-from chat.citations import attribute, check
+from chat.citations import check, repair, ungrounded_share
 from chat.llm import Endpoint, LLMError
 from chat.sampling import Sampling
 from chat.turns import RetrievedRecord, history, record_turn
@@ -33,6 +33,7 @@ from retrieval.types import Hit
 _ABSTAIN = re.compile(r"(sources? (do|does) not (contain|mention|provide|include|say)|not (contained|mentioned|"
                       r"found) in the sources|cannot (find|answer)|no information (about|on)|i don'?t know)", re.I)
 _ANSWER_MARGIN = 64  # tokens kept free beside the answer: chat template, role tags, tokenizer drift
+_UNGROUNDED = 0.5  # above this share of question terms missing from every source, the answer is not trusted
 
 
 @dataclass(frozen=True)
@@ -150,11 +151,13 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
             raise LLMError(f"the LLM at {services.llm.base_url} failed: {exc}") from exc
         raw = "".join(parts).strip()
         checked = check(raw, len(sources))
-        if not checked.cited and _ABSTAIN.search(raw):
+        if (not checked.cited and _ABSTAIN.search(raw)) or ungrounded_share(
+                standalone, raw, [s.text for s in sources], keywords.terms) > _UNGROUNDED:
             return finish(ABSTAIN_TEXT, (), True, checked.removed, count(rendered), count(raw))
-        text, auto_cited = attribute(checked.text, {s.number: s.text for s in sources}, keywords.terms)
+        mended = repair(checked.text, {s.number: s.text for s in sources}, keywords.terms)
+        auto_cited = mended.added + mended.corrected
         if auto_cited:
-            checked = check(text, len(sources))
+            checked = check(mended.text, len(sources))
         by_number = {s.number: s for s in sources}
         cited = tuple(Citation.of(by_number[n]) for n in checked.cited)
         return finish(checked.text, cited, False, checked.removed, count(rendered), count(raw), auto_cited)

@@ -53,25 +53,55 @@ def check(text: str, n_sources: int) -> CheckedText:
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])(\s+)")
 
 
-def attribute(text: str, sources: dict[int, str], terms_of, min_overlap: float = 0.5) -> tuple[str, int]:
-    """Add ``[n]`` to sentences that cite nothing, when one source holds most of their content words.
+@dataclass(frozen=True)
+class Repaired:
+    text: str
+    added: int  # markers added to sentences the model left uncited
+    corrected: int  # markers moved to the source that actually states the sentence
 
-    Small models often answer correctly from a source yet forget the marker; the marker is added only when at
-    least ``min_overlap`` of the sentence's content terms occur in that source. Returns the text and how many
-    markers were added. Separators (newlines, code fences) are kept as they were.
+
+def repair(text: str, sources: dict[int, str], terms_of, support: float = 0.5) -> Repaired:
+    """Check each sentence's markers against the sources by content-word overlap, and mend what is off.
+
+    A small model often answers from the right passage yet forgets the marker or writes a wrong number. A
+    sentence is *supported* by a source holding at least ``support`` of its content terms. An uncited sentence
+    gets the best supporting source; a cited sentence none of whose sources supports it, while another source
+    does, has its markers replaced. Sentences no source supports keep their markers (or stay uncited): overlap
+    cannot judge paraphrase, and inventing support would be worse. Layout (newlines, code) is kept.
     """
     source_terms = {n: set(terms_of(t)) for n, t in sources.items()}
     parts = _SENTENCE_SPLIT.split(text)
-    added = 0
+    added = corrected = 0
     for i in range(0, len(parts), 2):
         sentence = parts[i]
-        words = set(terms_of(sentence))
-        if _MARKER.search(sentence) or len(words) < 3 or "```" in sentence:
+        words = set(terms_of(_MARKER.sub("", sentence)))
+        if len(words) < 3 or "```" in sentence:
             continue
-        best, score = max(((n, len(words & st) / len(words)) for n, st in source_terms.items()),
-                          key=lambda p: p[1], default=(None, 0.0))
-        if best is not None and score >= min_overlap:
-            end = len(sentence) - (1 if sentence[-1:] in ".!?" else 0)
-            parts[i] = f"{sentence[:end]} [{best}]{sentence[end:]}"
+        overlap = {n: len(words & st) / len(words) for n, st in source_terms.items()}
+        best = max(overlap, key=lambda n: overlap[n], default=None)
+        if best is None or overlap[best] < support:
+            continue
+        cited = [n for m in _MARKER.finditer(sentence) for n in _numbers(m.group(1))]
+        if cited and any(overlap.get(n, 0.0) >= support for n in cited):
+            continue
+        bare = re.sub(r"\s+([.!?])", r"\1", _MARKER.sub("", sentence)).rstrip()
+        end = len(bare) - (1 if bare[-1:] in ".!?" else 0)
+        parts[i] = f"{bare[:end]} [{best}]{bare[end:]}{sentence[len(sentence.rstrip()):]}"
+        if cited:
+            corrected += 1
+        else:
             added += 1
-    return "".join(parts), added
+    return Repaired("".join(parts), added, corrected)
+
+
+def ungrounded_share(question: str, answer: str, sources: list[str], terms_of) -> float:
+    """Share of the question's terms that the answer repeats but no source contains.
+
+    An answer that restates the question's concepts (say "water tank capacity") which appear in no source has not
+    found them there: a small model fills such gaps with numbers from nearby text. Near 0 for grounded answers.
+    """
+    asked = set(terms_of(question)) & set(terms_of(_MARKER.sub("", answer)))
+    if not asked:
+        return 0.0
+    known = set().union(*(set(terms_of(s)) for s in sources)) if sources else set()
+    return len(asked - known) / len(asked)

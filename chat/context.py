@@ -13,6 +13,7 @@ from retrieval.tokens import count, encoding
 from retrieval.types import Hit
 
 _DELIMS = re.compile(r"</?\s*(sources?|system|assistant|user|instructions?)\b[^>]*>", re.IGNORECASE)
+_HEADING_MARK = re.compile(r"^#{1,6}[ \t]+", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,24 @@ def group(hits: list[Hit]) -> list[list[Hit]]:
     return groups
 
 
+def _attr(value: str) -> str:
+    return value.replace('"', "'").replace("<", "(").replace(">", ")")
+
+
 def _header(n: int, h: Hit) -> str:
-    date = (h.updated_at or h.created_at)
-    parts = [f"[{n}] {h.title or h.uri}", f"source: {h.source}"]
+    date = h.updated_at or h.created_at
+    parts = [f'<source id="{n}" title="{_attr(h.title or h.uri)}" from="{_attr(h.source)}"']
     if h.heading_path:
-        parts.append("section: " + " > ".join(h.heading_path))
+        parts.append(f'section="{_attr(" > ".join(h.heading_path))}"')
     if date:
-        parts.append(f"date: {date.date().isoformat()}")
-    return " | ".join(parts)
+        parts.append(f'date="{date.date().isoformat()}"')
+    return " ".join(parts) + ">"
+
+
+def _clean(text: str) -> str:
+    """Source text as data: no delimiters of ours, and Markdown heading marks dropped (the header names the
+    section), so a small model does not read a ``## Heading`` as the start of another source."""
+    return _HEADING_MARK.sub("", _DELIMS.sub("", text))
 
 
 def _truncate(text: str, tokens: int) -> str:
@@ -90,16 +101,16 @@ def build(hits: list[Hit], budget_tokens: int, max_sources: int) -> tuple[list[S
         if len(sources) == max_sources:
             break
         n = len(sources) + 1
-        body = _DELIMS.sub("", _merge_text(g))
-        block = f"{_header(n, g[0])}\n{body}"
+        body = _clean(_merge_text(g))
+        block = f"{_header(n, g[0])}\n{body}\n</source>"
         cost = count(block) + 2
         if used + cost > budget_tokens:
-            room = budget_tokens - used - count(_header(n, g[0])) - 4
+            room = budget_tokens - used - count(_header(n, g[0])) - 8
             if room < 40:
                 break
             while True:  # re-tokenising a cut text can shift a token or two: shrink until it fits
                 body = _truncate(body, room)
-                block = f"{_header(n, g[0])}\n{body}"
+                block = f"{_header(n, g[0])}\n{body}\n</source>"
                 cost = count(block) + 2
                 if used + cost <= budget_tokens or room < 40:
                     break

@@ -62,7 +62,7 @@ class Answer:
     latency: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    auto_cited: int = 0  # markers added by overlap attribution to sentences the model left uncited
+    auto_cited: int = 0  # markers added or corrected by the overlap check (chat.citations.repair)
 
     def to_json(self) -> dict[str, Any]:
         return {"answer": self.text, "citations": [c.to_json() for c in self.citations],

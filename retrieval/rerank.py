@@ -8,7 +8,6 @@ CrossEncoder (local path or name) or an HTTP ``/rerank`` endpoint replaces it wh
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re

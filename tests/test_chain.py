@@ -50,7 +50,7 @@ def source_number(answer, uri: str) -> int:
 def test_answer_streams_and_cites_the_right_passage(pool, embedder, settings, conn) -> None:
     def reply(req):
         prompt = req["messages"][-1]["content"]
-        n = next(line.split("]")[0][1:] for line in prompt.splitlines() if "Vacation policy" in line)
+        n = next(line.split('"')[1] for line in prompt.splitlines() if 'title="Vacation policy"' in line)
         return f"New employees get 25 vacation days per year [{n}]."
 
     tokens: list[str] = []

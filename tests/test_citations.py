@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.citations import attribute, check
+from chat.citations import check, repair, ungrounded_share
 from retrieval.keywords import terms
 
 
@@ -32,17 +32,36 @@ def test_markers(text: str, n: int, expected_text: str, cited: tuple, removed: i
     assert result.removed == removed
 
 
-def test_attribution_adds_markers_only_where_a_source_supports_the_sentence() -> None:
+def test_repair_adds_markers_only_where_a_source_supports_the_sentence() -> None:
     sources = {1: "New employees get 25 vacation days per year.", 2: "Receipts are due within 30 days."}
     text = "New employees receive 25 vacation days each year. The moon is made of cheese and rocks. Done [2]."
-    out, added = attribute(text, sources, terms)
-    assert added == 1
-    assert out == ("New employees receive 25 vacation days each year [1]. The moon is made of cheese and rocks. "
-                   "Done [2].")
+    r = repair(text, sources, terms)
+    assert (r.added, r.corrected) == (1, 0)
+    assert r.text == ("New employees receive 25 vacation days each year [1]. The moon is made of cheese and rocks. "
+                      "Done [2].")
 
 
-def test_attribution_keeps_layout_and_code() -> None:
+def test_repair_corrects_a_marker_pointing_at_the_wrong_source() -> None:
+    sources = {1: "The grinder has 14 settings. Setting 6 suits most espresso beans.",
+               3: "The kitchen closes at 6 pm on weekdays."}
+    r = repair("The grinder has 14 settings [1]. Setting 6 suits most espresso beans [3].", sources, terms)
+    assert (r.added, r.corrected) == (0, 1)
+    assert r.text == "The grinder has 14 settings [1]. Setting 6 suits most espresso beans [1]."
+    unsupported = "Espresso is best at 93 degrees [3]."
+    assert repair(unsupported, sources, terms).text == unsupported, "no source supports it: left as written"
+
+
+def test_repair_keeps_layout_and_code() -> None:
     text = "Use the created field to filter by date.\n\n```\ncitewise search x --filter created>=2024-01-01\n```"
-    out, added = attribute(text, {1: "To filter by date, use the created field."}, terms)
-    assert added == 1 and out.startswith("Use the created field to filter by date [1].\n\n```")
-    assert out.endswith("```")
+    r = repair(text, {1: "To filter by date, use the created field."}, terms)
+    assert r.added == 1 and r.text.startswith("Use the created field to filter by date [1].\n\n```")
+    assert r.text.endswith("```")
+
+
+def test_ungrounded_share_flags_answers_about_concepts_no_source_has() -> None:
+    sources = ["The Zephyr-9 must be descaled every 200 cups."]
+    q = "What is the capacity in litres of the Zephyr-9 water tank?"
+    assert ungrounded_share(q, "The capacity in litres of the Zephyr-9 water tank is 200 cups [1].", sources,
+                            terms) > 0.5
+    q2 = "How often must the Zephyr-9 be descaled?"
+    assert ungrounded_share(q2, "The Zephyr-9 must be descaled every 200 cups [1].", sources, terms) == 0.0

@@ -15,7 +15,7 @@ CREATE TABLE turns (
     answer              text,
     citations           jsonb NOT NULL DEFAULT '[]',
     removed_markers     integer NOT NULL DEFAULT 0,       -- [n] markers naming no source, removed
-    auto_cited          integer NOT NULL DEFAULT 0,       -- markers added by overlap attribution
+    auto_cited          integer NOT NULL DEFAULT 0,       -- markers added or corrected by the overlap check
     abstained           boolean NOT NULL DEFAULT false,
     status              text NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'failed')),
     error               text,
