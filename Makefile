@@ -21,10 +21,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start the product on its embedded defaults with the demo corpus (the user guide in docs/).
+## Start the product on its embedded defaults with the demo corpus (the user guide in docs/): the embedded
+## PostgreSQL, the demo corpus ingested, a sample search, and a cited answer from the local LLM.
 run: install
 	$(VENV)/bin/citewise ingest docs --source citewise-docs
 	$(VENV)/bin/citewise search "How do I filter search results by date?" --k 3
+	$(VENV)/bin/citewise ask "How do I filter search results by date?"
+	@echo
+	@echo "citewise is running on its embedded defaults. Try:"
+	@echo "  $(VENV)/bin/citewise chat                      # a conversation in the terminal"
+	@echo "  $(VENV)/bin/citewise ask \"your question\" --json"
+	@echo "  $(VENV)/bin/citewise db status | llm status     # the embedded database and local LLM"
 
 ## Set up and pass every test, the slow tier included (what CI runs).
 test: install
@@ -38,14 +45,16 @@ test-quick: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-## Retrieval quality on SciFact train (all three modes).
+## Retrieval quality on SciFact train (every mode) and the abstention threshold on XQuAD dev.
 eval: install
 	$(VENV)/bin/citewise eval retrieval --dataset ../shared/data/scifact --split train
+	$(VENV)/bin/citewise eval calibrate --dataset ../shared/data/xquad/xquad.en.dev.json
 
 ## Benchmarks that print figures (ingest throughput, search latency).
 bench: install
 	$(PY) -m evals.bench_ingest --dataset ../shared/data/scifact
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_search --dataset ../shared/data/scifact
+	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_answers --dataset ../shared/data/xquad/xquad.en.dev.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
