@@ -23,12 +23,11 @@ def open_services(settings: Settings, *, start_llm: bool = True, pool_size: int 
     url = db.open_database(settings)
     pool = open_pool(url, pool_size)
     embedder = load_embedder(settings.embedding)
-    with pool.connection() as conn:
-        stored = store.stored_model(conn)
-    if stored and stored != (embedder.name, embedder.dim):
+    try:
+        with pool.connection() as conn:
+            store.check_model(conn, embedder.name, embedder.dim)
+    except store.ModelMismatchError:
         pool.close()
-        raise store.ModelMismatchError(
-            f"the database holds embeddings from {stored[0]} ({stored[1]} dimensions) but the configured model is "
-            f"{embedder.name} ({embedder.dim}). Run `citewise reindex`.")
+        raise
     llm = endpoint(settings.llm) if start_llm else None
     return Services(settings, pool, embedder, load_reranker(settings.rerank), llm)  # type: ignore[arg-type]

@@ -149,10 +149,7 @@ def search(
     embedder = load_embedder(cfg)
     with db.connect(url) as conn:
         try:
-            if (stored := store.stored_model(conn)) and stored != (embedder.name, embedder.dim):
-                raise store.ModelMismatchError(
-                    f"the database holds embeddings from {stored[0]} but the configured model is {embedder.name}. "
-                    "Run `citewise reindex`.")
+            store.check_model(conn, embedder.name, embedder.dim)
             hits = run(conn, embedder, query, k=k, filters=parsed, mode=mode, cfg=cfg.search)  # type: ignore[arg-type]
         except store.ModelMismatchError as exc:
             _fail(str(exc))

@@ -56,6 +56,16 @@ def stored_model(conn: psycopg.Connection) -> tuple[str, int] | None:
     return (row[0], row[1]) if row else None
 
 
+def check_model(conn: psycopg.Connection, name: str, dim: int) -> None:
+    """Refuse to search with another model than the one the stored embeddings came from."""
+    stored = stored_model(conn)
+    if stored and stored != (name, dim):
+        raise ModelMismatchError(
+            f"the database holds embeddings from {stored[0]} ({stored[1]} dimensions) but the configured model is "
+            f"{name} ({dim} dimensions). Run `citewise reindex` to re-embed everything with the configured model, "
+            "or set CITEWISE_EMBEDDING_MODEL back to the stored one.")
+
+
 def existing_ids(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The stored document id for each (source, uri) key that exists."""
     keys = list(keys)

@@ -70,3 +70,27 @@ def test_unreachable_database_is_reported_with_masked_password(run, monkeypatch)
     out = result.stderr + result.stdout
     assert result.exit_code == 2
     assert "hunter2" not in out and "u:***@127.0.0.1:1" in out
+
+
+def test_ask_json_and_feedback_through_the_cli(tmp_path, run, monkeypatch, conn) -> None:
+    from tests.openai_standin import StandIn
+
+    write_files(tmp_path, {"billing.md": "# Billing\n\nInvoices are sent on the first working day of each month."})
+    assert run("ingest", str(tmp_path), "--source", "kb").exit_code == 0
+    with StandIn("Invoices are sent on the first working day of each month [1].") as llm:
+        monkeypatch.setenv("CITEWISE_LLM_BASE_URL", llm.base_url)
+        result = run("ask", "When are invoices sent?", "--json", "--temperature", "0.3", "--top-k", "5")
+        assert result.exit_code == 0, result.stdout
+        answer = json.loads(result.stdout)
+        assert llm.requests[-1]["temperature"] == 0.3 and llm.requests[-1]["top_k"] == 5
+    assert answer["abstained"] is False and answer["citations"][0]["title"] == "Billing"
+    turn = answer["turn_id"]
+    fb = run("feedback", turn, "down", "--comment", "too slow", "--citation", "1")
+    assert fb.exit_code == 0 and "stored" in fb.stdout
+    assert conn.execute("SELECT value, comment, citation FROM feedback WHERE turn_id = %s", (turn,)).fetchone() == (
+        -1, "too slow", 1)
+    bad = run("feedback", turn, "sideways")
+    assert bad.exit_code == 2 and "not one of: up, down" in bad.stdout + bad.stderr
+    bad_sampling = run("ask", "x", "--temperature", "5")
+    assert bad_sampling.exit_code == 2
+    assert "temperature=5.0 is out of range" in bad_sampling.stdout + bad_sampling.stderr
