@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -26,7 +27,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(home: Path) -> Settings:
-    return Settings.from_env({"CITEWISE_HOME": str(home)})
+    """Settings on a throw-away home; the assembled 1.1 GB model is shared between runs in the user's cache."""
+    s = Settings.from_env({"CITEWISE_HOME": str(home)})
+    return dataclasses.replace(s, llm=dataclasses.replace(s.llm, models_dir=Path.home() / ".cache/citewise/models"))
 
 
 @pytest.fixture(scope="session")
