@@ -85,6 +85,25 @@ def _budget(services: Services, question: str, sampling: Sampling) -> int:
     return max(0, min(cfg.answer.context_tokens, window))
 
 
+def _generate(services: Services, sampling: Sampling, rendered: str, parts: list[str], latency: dict[str, float],
+              on_token: Callable[[str], None] | None) -> None:
+    """Stream the answer into ``parts`` (kept on failure, for the failed turn's record); time the first token."""
+    model = chat_model(services.llm, sampling, services.settings.llm.timeout_s)
+    finished = False
+    t = time.perf_counter()
+    for chunk in model.stream([SystemMessage(prompts.load("system").template), HumanMessage(rendered)]):
+        finished = finished or bool(chunk.response_metadata.get("finish_reason"))
+        piece = str(chunk.content)
+        if piece:
+            if not parts:
+                latency["first_token_ms"] = (time.perf_counter() - t) * 1000
+            parts.append(piece)
+            if on_token:
+                on_token(piece)
+    if not finished:
+        raise LLMError("the stream ended before the model finished its answer")
+
+
 def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
     """Answer ``q`` from the corpus with checked citations, streaming tokens to ``on_token``; record the turn."""
     cfg = services.settings
@@ -127,22 +146,9 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
             return finish(ABSTAIN_TEXT, (), True)
 
         rendered = prompt.render(sources=block, question=standalone)
-        model = chat_model(services.llm, q.sampling, cfg.llm.timeout_s)
         parts: list[str] = []
-        finished = False
-        t = time.perf_counter()
         try:
-            for chunk in model.stream([SystemMessage(prompts.load("system").template), HumanMessage(rendered)]):
-                finished = finished or bool(chunk.response_metadata.get("finish_reason"))
-                piece = str(chunk.content)
-                if piece:
-                    if not parts:
-                        latency["first_token_ms"] = (time.perf_counter() - t) * 1000
-                    parts.append(piece)
-                    if on_token:
-                        on_token(piece)
-            if not finished:
-                raise LLMError("the stream ended before the model finished its answer")
+            _generate(services, q.sampling, rendered, parts, latency, on_token)
         except Exception as exc:
             latency["total_ms"] = (time.perf_counter() - started) * 1000
             failed = Answer("".join(parts), (), shown, False, None, standalone, prompt.version, services.llm.model,

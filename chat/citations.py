@@ -44,7 +44,8 @@ def check(text: str, n_sources: int) -> CheckedText:
 
     cleaned = _MARKER.sub(replace, text)
     # "finished. [3]" -> "finished [3]." so a marker always sits inside the sentence it supports
-    cleaned = re.sub(r"(?<=\w)([.!?])[ \t]*((?:\[\d+\])+)(?=\s|$)", r" \2\1", cleaned)
+    cleaned = re.sub(r"(?<=[\w\])%])([.!?])[ \t]*((?:\[\d+\])+)(?=\s|$)", r" \2\1", cleaned)
+    cleaned = re.sub(r"(\[\d+\]) (?=\[\d+\])", r"\1", cleaned)
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
     cleaned = re.sub(r"[ \t]{2,}", " ", cleaned).strip()
     return CheckedText(cleaned, tuple(cited), removed)

@@ -35,6 +35,24 @@ def _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens):
         raise
 
 
+class _Stream:
+    """Prints tokens as they come and remembers them, to tell whether the checked answer differs."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def __call__(self, token: str) -> None:
+        self.text += token
+        out.print(token, end="", markup=False, highlight=False)
+
+    def settle(self, answer) -> None:
+        """After streaming: the checked answer, when citation repair or abstention changed it."""
+        out.print()
+        if answer.text.strip() != self.text.strip():
+            out.print("[dim]checked:[/dim] ", end="")
+            out.print(answer.text, markup=False, highlight=False)
+
+
 def _print_sources(answer) -> None:
     listed = answer.citations if answer.citations else answer.sources
     if not listed:
@@ -70,8 +88,9 @@ def ask(
     sampling = _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens)
     services = _services(cfg)
     q = Question(question, conversation or str(uuid.uuid4()), "cli", cfg.user, parsed, sampling)
+    stream = _Stream()
     try:
-        answer = run(services, q, None if as_json else lambda t: out.print(t, end="", markup=False, highlight=False))
+        answer = run(services, q, None if as_json else stream)
     except LLMError as exc:
         _fail(str(exc))
     finally:
@@ -79,7 +98,7 @@ def ask(
     if as_json:
         emit_json(answer.to_json())
         return
-    out.print()
+    stream.settle(answer)
     if answer.abstained:
         out.print("[yellow](no answer in the sources)[/yellow]")
     _print_sources(answer)
@@ -113,13 +132,13 @@ def chat(
             if not question:
                 break
             out.print("citewise> ", end="")
+            stream = _Stream()
             try:
-                answer = run(services, Question(question, conversation, "cli", cfg.user, parsed, sampling),
-                             lambda t: out.print(t, end="", markup=False, highlight=False))
+                answer = run(services, Question(question, conversation, "cli", cfg.user, parsed, sampling), stream)
             except LLMError as exc:
                 console.print(f"\n[red]error:[/red] {exc}")
                 continue
-            out.print()
+            stream.settle(answer)
             _print_sources(answer)
     finally:
         services.pool.close()

@@ -149,8 +149,7 @@ def ingest(
         if pending is not None:
             pending.result()
         avgdl = store.average_length(reader) or _batch_avgdl(batch)
-        todo = batch
-        pending = pool.submit(_write, writer, todo, vectors, settings, avgdl, report, replacing, on_progress)
+        pending = pool.submit(_write, writer, batch, vectors, settings, avgdl, report, replacing, on_progress)
         batch = []
 
     def classify(docs: list[Document], counts: list[dict[str, int]]) -> None:
@@ -172,8 +171,9 @@ def ingest(
             if sum(len(p.chunks) for p in batch) >= opts.batch_chunks:
                 flush()
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citewise-writer") as pool:
-        try:
+    try:
+        # leaving the executor waits for a write in flight, so even Ctrl-C ends on a committed (or rolled back) batch
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citewise-writer") as pool:
             docs: list[Document] = []
             counts: list[dict[str, int]] = []
             seen: set[tuple[str, str]] = set()
@@ -190,11 +190,9 @@ def ingest(
             flush()
             if pending is not None:
                 pending.result()
-        finally:
-            reader.close()
-            if pending is not None and not pending.done():
-                pending.cancel()
-    writer.close()
+    finally:
+        reader.close()
+        writer.close()
     report.seconds = time.perf_counter() - started
     return report
 

@@ -23,6 +23,7 @@ from retrieval.keywords import terms
         ("Array x[1] style [a] [ 2 ].", 2, "Array x[1] style [a] [2].", (1, 2), 0),
         ("Anything [1].", 0, "Anything.", (), 1),
         ("It is stored. [2] Then done. [1][3]", 3, "It is stored [2]. Then done [1][3].", (2, 1, 3), 0),
+        ("It was 7.4% [1]. [2]", 3, "It was 7.4% [1][2].", (1, 2), 0),
     ],
 )
 def test_markers(text: str, n: int, expected_text: str, cited: tuple, removed: int) -> None:
