@@ -7,8 +7,7 @@ import uuid
 import typer
 
 from chat.sampling import SamplingError, preset
-from retrieval import filters
-from retrieval.cli import _fail, console, emit_json, out, settings
+from retrieval.cli import _fail, console, emit_json, out, parse_filters, settings
 
 llm_app = typer.Typer(help="The local LLM server: status, start, stop.", no_args_is_help=True)
 
@@ -81,10 +80,7 @@ def ask(
     from chat.types import Question
 
     cfg = settings()
-    try:
-        parsed = filters.parse_all(filter)
-    except filters.FilterError as exc:
-        _fail(str(exc))
+    parsed = parse_filters(filter)
     sampling = _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens)
     services = _services(cfg)
     q = Question(question, conversation or str(uuid.uuid4()), "cli", cfg.user, parsed, sampling)
@@ -115,10 +111,7 @@ def chat(
     from chat.types import Question
 
     cfg = settings()
-    try:
-        parsed = filters.parse_all(filter)
-    except filters.FilterError as exc:
-        _fail(str(exc))
+    parsed = parse_filters(filter)
     sampling = _sampling(preset_name, None, None, None, None, None)
     services = _services(cfg)
     conversation = str(uuid.uuid4())

@@ -41,6 +41,15 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def parse_filters(exprs: list[str]) -> list[filters.Filter]:
+    """``--filter`` options parsed, or exit 2 with the grammar's message."""
+    try:
+        return filters.parse_all(exprs)
+    except filters.FilterError as exc:
+        _fail(str(exc))
+        raise
+
+
 def settings() -> Settings:
     from retrieval.settings import SettingsError
 
@@ -141,10 +150,7 @@ def search(
     cfg = settings()
     if mode not in MODES:
         _fail(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    try:
-        parsed = filters.parse_all(filter)
-    except filters.FilterError as exc:
-        _fail(str(exc))
+    parsed = parse_filters(filter)
     url = open_url(cfg)
     embedder = load_embedder(cfg)
     with db.connect(url) as conn:
