@@ -64,7 +64,7 @@ def iter_files(paths: list[Path]) -> Iterator[Path | LoadFailure]:
                     yield Path(dirpath) / name
 
 
-def _decode(data: bytes, uri: str) -> str:
+def _decode(data: bytes) -> str:
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LoadError("looks like a binary file (NUL bytes), not text; convert it to text or remove it")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -106,7 +106,7 @@ def _load_pdf(path: Path) -> tuple[str, str, dict[str, Any]]:
     return title, text, {"pages": len(pages)}
 
 
-def _load_jsonl(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]:
+def _load_jsonl(path: Path) -> Iterator[RawDocument | LoadFailure]:
     """BEIR corpus form: one ``{"_id", "title", "text"}`` object per line, one document each."""
     with path.open("rb") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -147,7 +147,7 @@ def load_path(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]
         if size == 0:
             raise LoadError("is empty")
         if kind == "jsonl":
-            yield from _load_jsonl(path, max_bytes)
+            yield from _load_jsonl(path)
             return
         created = _file_times(path)
         meta: dict[str, Any] = {"file_type": kind}
@@ -156,7 +156,7 @@ def load_path(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]
             text = normalize(text)
             meta.update(extra)
         else:
-            raw = _decode(path.read_bytes(), uri)
+            raw = _decode(path.read_bytes())
             if kind == "html":
                 title, text = html_to_text(raw)
             else:
