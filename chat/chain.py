@@ -156,9 +156,12 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
             record_turn(conn, q, failed, records, prompt.name, status="failed", error=f"{type(exc).__name__}: {exc}")
             raise LLMError(f"the LLM at {services.llm.base_url} failed: {exc}") from exc
         raw = "".join(parts).strip()
-        checked = check(raw, len(sources))
-        if (not checked.cited and _ABSTAIN.search(raw)) or ungrounded_share(
-                standalone, raw, [s.text for s in sources], keywords.terms) > _UNGROUNDED:
+        # a small model sometimes answers and then adds "the sources do not contain the answer": keep the answer
+        pieces = re.split(r"(?<=[.!?])(\s+)", raw)  # sentences at even indexes, their separators between
+        body = "".join(p for i, p in enumerate(pieces) if i % 2 or not _ABSTAIN.search(p)).strip()
+        checked = check(body, len(sources))
+        if len(keywords.terms(body)) < 3 or ungrounded_share(
+                standalone, body, [s.text for s in sources], keywords.terms) > _UNGROUNDED:
             return finish(ABSTAIN_TEXT, (), True, checked.removed, count(rendered), count(raw))
         mended = repair(checked.text, {s.number: s.text for s in sources}, keywords.terms)
         auto_cited = mended.added + mended.corrected

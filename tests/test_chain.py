@@ -112,6 +112,13 @@ def test_model_saying_the_sources_lack_the_answer_is_an_abstention(pool, embedde
     assert answer.abstained and answer.citations == () and answer.text == ABSTAIN_TEXT
 
 
+def test_an_answer_followed_by_a_stray_abstention_keeps_the_answer(pool, embedder, settings) -> None:
+    with StandIn("New employees get 25 vacation days per year [1]. The sources do not contain the answer.") as llm:
+        answer = ask(make_services(pool, embedder, settings, llm), q("How many vacation days do new employees get?"))
+    assert not answer.abstained
+    assert answer.text == "New employees get 25 vacation days per year [1]."
+
+
 def test_filters_limit_the_sources(pool, embedder, settings) -> None:
     with StandIn("Answer [1].") as llm:
         answer = ask(make_services(pool, embedder, settings, llm, min_similarity=-1.0),
