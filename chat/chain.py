@@ -157,7 +157,7 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
             raise LLMError(f"the LLM at {services.llm.base_url} failed: {exc}") from exc
         raw = "".join(parts).strip()
         # a small model sometimes answers and then adds "the sources do not contain the answer": keep the answer
-        pieces = re.split(r"(?<=[.!?])(\s+)", raw)  # sentences at even indexes, their separators between
+        pieces = re.split(r"((?<=[.!?])\s+|\n\s*\n)", raw)  # sentences/paragraphs at even indexes, separators between
         body = "".join(p for i, p in enumerate(pieces) if i % 2 or not _ABSTAIN.search(p)).strip()
         checked = check(body, len(sources))
         if len(keywords.terms(body)) < 3 or ungrounded_share(

@@ -113,10 +113,12 @@ def test_model_saying_the_sources_lack_the_answer_is_an_abstention(pool, embedde
 
 
 def test_an_answer_followed_by_a_stray_abstention_keeps_the_answer(pool, embedder, settings) -> None:
-    with StandIn("New employees get 25 vacation days per year [1]. The sources do not contain the answer.") as llm:
+    reply = ("New employees get 25 vacation days per year [1]:\n\n```\ndays = 25\n```\n\n"
+             "The sources do not contain the answer.")
+    with StandIn(reply) as llm:
         answer = ask(make_services(pool, embedder, settings, llm), q("How many vacation days do new employees get?"))
     assert not answer.abstained
-    assert answer.text == "New employees get 25 vacation days per year [1]."
+    assert answer.text == "New employees get 25 vacation days per year [1]:\n\n```\ndays = 25\n```"
 
 
 def test_filters_limit_the_sources(pool, embedder, settings) -> None:
