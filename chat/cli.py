@@ -27,8 +27,9 @@ def _services(cfg):
 
 def _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens):
     try:
-        return preset(preset_name).with_overrides(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
-                                                  max_tokens=max_tokens)
+        chosen = preset(preset_name or settings().answer.preset)
+        return chosen.with_overrides(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                                     max_tokens=max_tokens)
     except SamplingError as exc:
         _fail(str(exc))
         raise
@@ -65,7 +66,8 @@ def _print_sources(answer) -> None:
 def ask(
     question: str = typer.Argument(..., help="Your question."),
     filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable (see `citewise search`)."),
-    preset_name: str = typer.Option("precise", "--preset", help="precise, balanced or creative."),
+    preset_name: str | None = typer.Option(None, "--preset", help="precise, balanced or creative "
+                                           "(default CITEWISE_PRESET, else precise)."),
     temperature: float | None = typer.Option(None, help="0..2 (overrides the preset)."),
     top_p: float | None = typer.Option(None, "--top-p", help="(0, 1]"),
     top_k: int | None = typer.Option(None, "--top-k", help="1..200"),
@@ -102,7 +104,8 @@ def ask(
 
 
 def chat(
-    preset_name: str = typer.Option("precise", "--preset", help="precise, balanced or creative."),
+    preset_name: str | None = typer.Option(None, "--preset", help="precise, balanced or creative "
+                                           "(default CITEWISE_PRESET, else precise)."),
     filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable."),
 ) -> None:
     """A terminal conversation with history (empty line or Ctrl-D to quit)."""

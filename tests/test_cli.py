@@ -94,3 +94,9 @@ def test_ask_json_and_feedback_through_the_cli(tmp_path, run, monkeypatch, conn)
     bad_sampling = run("ask", "x", "--temperature", "5")
     assert bad_sampling.exit_code == 2
     assert "temperature=5.0 is out of range" in bad_sampling.stdout + bad_sampling.stderr
+
+
+def test_default_preset_comes_from_the_environment(run, monkeypatch) -> None:
+    monkeypatch.setenv("CITEWISE_PRESET", "wild")
+    result = run("ask", "x")
+    assert result.exit_code == 2 and "unknown preset 'wild'" in result.stdout + result.stderr
