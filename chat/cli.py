@@ -12,6 +12,19 @@ from retrieval.cli import _fail, console, emit_json, out, parse_filters, setting
 llm_app = typer.Typer(help="The local LLM server: status, start, stop.", no_args_is_help=True)
 
 
+class _FeedbackGroup(typer.core.TyperGroup):
+    """``citewise feedback TURN up|down`` records a thumb; ``feedback list|export`` review them."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["add", *args]
+        return super().parse_args(ctx, args)
+
+
+feedback_app = typer.Typer(cls=_FeedbackGroup, no_args_is_help=True,
+                           help="Record thumbs (feedback TURN_ID up|down) and review them (list, export).")
+
+
 def _services(cfg):
     from chat.llm import LLMError
     from chat.services import open_services
@@ -158,6 +171,103 @@ def feedback(
         except FeedbackError as exc:
             _fail(str(exc))
     out.print(f"Feedback {fid} stored for turn {turn_id}.")
+
+
+def _since(value: str | None):
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"--since {value!r} is not a date; use ISO 8601, for example 2026-01-31")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _feedback_rows(down: bool, since: str | None, limit: int | None):
+    from chat.review import feedback_rows
+    from retrieval import db
+    from retrieval.cli import open_url
+
+    cfg = settings()
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        return feedback_rows(conn, down_only=down, since=_since(since), limit=limit)
+
+
+def feedback_list(
+    down: bool = typer.Option(False, "--down", help="Only thumbs down."),
+    since: str | None = typer.Option(None, help="Only feedback from this date on (ISO 8601)."),
+    limit: int = typer.Option(50, help="At most this many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Thumbs with the question, answer, citations, comment and the settings used."""
+    from rich.table import Table
+
+    rows = _feedback_rows(down, since, limit)
+    if as_json:
+        emit_json([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows])
+        return
+    table = Table(title=f"{len(rows)} feedback")
+    for col in ("when", "", "question", "answer", "comment", "preset", "turn"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["created_at"].strftime("%Y-%m-%d %H:%M"), "👍" if r["value"] == "up" else "👎",
+                      r["question"][:80], (r["answer"] or "")[:120], r["comment"] or "",
+                      str((r["sampling"] or {}).get("preset", "")), r["turn_id"][:8])
+    out.print(table)
+
+
+def feedback_export(
+    output: str = typer.Option(..., "--out", help="File to write (.jsonl or .csv; '-' for standard output)."),
+    fmt: str | None = typer.Option(None, "--format", help="jsonl or csv (default: from the file name)."),
+    down: bool = typer.Option(False, "--down", help="Only thumbs down."),
+    since: str | None = typer.Option(None, help="Only feedback from this date on (ISO 8601)."),
+) -> None:
+    """Export feedback with its turns to JSONL or CSV."""
+    from pathlib import Path
+
+    from chat.review import to_csv, to_jsonl
+
+    kind = fmt or ("csv" if output.endswith(".csv") else "jsonl")
+    if kind not in ("jsonl", "csv"):
+        _fail(f"--format {kind!r}: expected jsonl or csv")
+    rows = _feedback_rows(down, since, None)
+    text = to_csv(rows) if kind == "csv" else to_jsonl(rows)
+    if output == "-":
+        out.print(text, end="", markup=False, highlight=False)
+        return
+    Path(output).write_text(text, encoding="utf-8")
+    console.print(f"Wrote {len(rows)} feedback rows to {output}.")
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Interface to listen on (default CITEWISE_HOST, else 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default CITEWISE_PORT, else 8000)."),
+) -> None:
+    """Serve the web UI (and API) on one port, on the embedded database and the local LLM by default."""
+    from chat.server import UI_PATH
+    from chat.server import serve as run_server
+    from chat.web_auth import logins
+    from retrieval.settings import SettingsError
+
+    cfg = settings()
+    try:
+        who = logins(cfg)
+    except SettingsError as exc:
+        _fail(str(exc))
+    services = _services(cfg)
+    host, port = host or cfg.web.host, port or cfg.web.port
+    out.print(f"citewise is serving at [bold]http://{host}:{port}{UI_PATH}/[/bold]")
+    if who.demo:
+        out.print(f"log in as [bold]demo[/bold] with password [bold]{who.passwords['demo']}[/bold] "
+                  f"(kept in {cfg.home / 'web' / 'demo-password'}; set CITEWISE_WEB_USERS for real users)")
+    else:
+        out.print(f"users: {', '.join(sorted(who.passwords))} (from CITEWISE_WEB_USERS)")
+    try:
+        run_server(services, host, port)
+    finally:
+        services.pool.close()
 
 
 @llm_app.command("status")

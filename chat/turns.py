@@ -35,28 +35,39 @@ def record_turn(conn: psycopg.Connection, q: Question, answer: Answer, retrieved
         row = conn.execute(
             "INSERT INTO turns (conversation_id, user_id, channel, question, standalone_question, filters, sampling, "
             "retrieved, prompt_name, prompt_version, model, answer, citations, removed_markers, auto_cited, abstained, "
-            "status, error, prompt_tokens, completion_tokens, latency) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            "status, error, prompt_tokens, completion_tokens, latency, client_ref) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "RETURNING id",
             (q.conversation_id, q.user_id, q.channel, q.text, answer.standalone_question,
              json.dumps([{"field": f.field, "op": f.op, "value": f.value} for f in q.filters], default=str),
              json.dumps(q.sampling.to_json()), json.dumps([r.to_json() for r in retrieved]), prompt_name,
              answer.prompt_version, answer.model, answer.text, json.dumps([c.to_json() for c in answer.citations]),
              answer.removed_markers, answer.auto_cited, answer.abstained, status, error, answer.prompt_tokens,
-             answer.completion_tokens, json.dumps(answer.latency)),
+             answer.completion_tokens, json.dumps(answer.latency), q.client_ref),
         ).fetchone()
     return str(row[0])
 
 
-def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, comment: str | None = None,
-                    citation: int | None = None, user_id: str | None = None) -> int:
-    """Store a thumbs up (``up``/1) or down (``down``/-1) against a turn; committed before this returns."""
-    numeric = {"up": 1, "down": -1, 1: 1, -1: -1, "1": 1, "-1": -1}.get(value)  # type: ignore[call-overload]
+_VALUES = {"up": 1, "down": -1, 1: 1, -1: -1, "1": 1, "-1": -1}
+
+
+def _value(value: str | int) -> int:
+    numeric = _VALUES.get(value)  # type: ignore[call-overload]
     if numeric is None:
         raise FeedbackError(f"feedback value {value!r} is not one of: up, down")
+    return numeric
+
+
+def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, comment: str | None = None,
+                    citation: int | None = None, user_id: str | None = None, channel: str | None = None) -> int:
+    """Store a thumbs up (``up``/1) or down (``down``/-1) against a turn; committed before this returns.
+
+    The turn's sampling settings are copied onto the row, so a feedback report needs no join to read them.
+    """
+    numeric = _value(value)
     with conn.transaction():
         try:
-            row = conn.execute("SELECT jsonb_array_length(citations) FROM turns WHERE id = %s::uuid",
-                               (turn_id,)).fetchone()
+            row = conn.execute("SELECT sampling FROM turns WHERE id = %s::uuid", (turn_id,)).fetchone()
         except psycopg.errors.InvalidTextRepresentation:
             raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
         if row is None:
@@ -67,11 +78,36 @@ def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, co
             if not cited:
                 raise FeedbackError(f"turn {turn_id} has no citation [{citation}]")
         fid = conn.execute(
-            "INSERT INTO feedback (turn_id, value, comment, citation, user_id) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (turn_id, numeric, comment, citation, user_id),
+            "INSERT INTO feedback (turn_id, value, comment, citation, user_id, channel, sampling) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (turn_id, numeric, comment, citation, user_id, channel, json.dumps(row[0])),
         ).fetchone()[0]
     return int(fid)
+
+
+def turn_for_ref(conn: psycopg.Connection, client_ref: str) -> str | None:
+    """The turn a caller recorded under its own id (a UI run step, a Slack message), or None."""
+    row = conn.execute("SELECT id FROM turns WHERE client_ref = %s ORDER BY created_at DESC LIMIT 1",
+                       (client_ref,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def update_feedback(conn: psycopg.Connection, feedback_id: int, value: str | int, comment: str | None,
+                    user_id: str | None = None) -> bool:
+    """Change a stored thumb (the user clicked the other one, or edited the comment); False when it is not theirs."""
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE feedback SET value = %s, comment = %s, updated_at = now() "
+            "WHERE id = %s AND user_id IS NOT DISTINCT FROM %s RETURNING id",
+            (_value(value), comment, feedback_id, user_id)).fetchone()
+    return row is not None
+
+
+def delete_feedback(conn: psycopg.Connection, feedback_id: int, user_id: str | None = None) -> bool:
+    with conn.transaction():
+        row = conn.execute("DELETE FROM feedback WHERE id = %s AND user_id IS NOT DISTINCT FROM %s RETURNING id",
+                           (feedback_id, user_id)).fetchone()
+    return row is not None
 
 
 def history(conn: psycopg.Connection, conversation_id: str, limit: int = 6) -> list[tuple[str, str]]:

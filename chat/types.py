@@ -23,16 +23,19 @@ class Citation:
     start: int
     end: int
     text: str
+    date: str | None = None  # the document's updated (else created) date, ISO 8601
 
     @classmethod
     def of(cls, s: Source) -> Citation:
         h = s.first
-        return cls(s.number, s.chunk_ids, h.document_id, h.title, h.source, h.uri, s.start, s.end, s.text)
+        when = h.updated_at or h.created_at
+        return cls(s.number, s.chunk_ids, h.document_id, h.title, h.source, h.uri, s.start, s.end, s.text,
+                   when.date().isoformat() if when else None)
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "chunk_ids": list(self.chunk_ids), "document_id": self.document_id,
                 "title": self.title, "source": self.source, "uri": self.uri, "start": self.start, "end": self.end,
-                "text": self.text}
+                "text": self.text, "date": self.date}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Question:
     filters: list[Filter] = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)
     sources: int | None = None
+    client_ref: str | None = None  # the caller's own id for this turn (UI run step, Slack message), for feedback
 
 
 @dataclass(frozen=True)

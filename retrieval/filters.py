@@ -32,6 +32,7 @@ FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "author": ("author", _TEXT_OPS),
     "uri": ("uri", _TEXT_OPS),
     "groups": ("access_groups", ("=", "in")),
+    "tags": ("metadata", ("=", "in")),  # metadata.tags, a list (Markdown front matter ``tags: [a, b]``)
     "created": ("created_at", _DATE_OPS),
     "updated": ("updated_at", _DATE_OPS),
 }
@@ -134,7 +135,10 @@ def compile_filters(filters: list[Filter]) -> tuple[sql.Composable, dict[str, An
             column: sql.Composable = sql.SQL("(d.metadata ->> {}::text)").format(bind(f.field[len(META_PREFIX):]))
         else:
             column = sql.SQL("d.{}").format(sql.Identifier(FIELDS[f.field][0]))
-        if f.field == "groups":
+        if f.field == "tags":
+            values = list(f.value) if f.op == "in" else [f.value]
+            parts.append(sql.SQL("COALESCE(d.metadata -> 'tags', '[]') ?| {}::text[]").format(bind(values)))
+        elif f.field == "groups":
             values = list(f.value) if f.op == "in" else [f.value]
             op = "&&" if f.op == "in" else "@>"
             parts.append(sql.SQL("{} {} {}::text[]").format(column, sql.SQL(op), bind(values)))

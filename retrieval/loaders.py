@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -93,6 +94,38 @@ def _markdown_title(text: str, fallback: str) -> str:
     return fallback
 
 
+_FRONT = re.compile(r"\A---[ \t]*\n(.{0,4000}?)\n---[ \t]*(\n|\Z)", re.DOTALL)
+_FRONT_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:\s*(.*?)\s*$")
+
+
+def front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """A Markdown file's leading ``---`` block of ``key: value`` lines (title, author, date, updated, tags) and the
+    text after it. Only flat keys and ``[a, b]`` or comma lists are read: enough for document metadata without a
+    YAML dependency; anything else in the block stays a plain string."""
+    m = _FRONT.match(text)
+    if not m:
+        return {}, text
+    fields: dict[str, Any] = {}
+    for line in m.group(1).splitlines():
+        kv = _FRONT_LINE.match(line)
+        if not kv:
+            continue
+        key, value = kv.group(1).lower(), kv.group(2).strip().strip("\"'")
+        if key == "tags":
+            fields[key] = [t.strip().strip("\"'") for t in value.strip("[]").split(",") if t.strip()]
+        elif value:
+            fields[key] = value
+    return fields, text[m.end():]
+
+
+def _front_date(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _load_pdf(path: Path) -> tuple[str, str, dict[str, Any]]:
     from langchain_community.document_loaders import PyPDFLoader
 
@@ -151,6 +184,7 @@ def load_path(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]
             return
         created = _file_times(path)
         meta: dict[str, Any] = {"file_type": kind}
+        front: dict[str, Any] = {}
         if kind == "pdf":
             title, text, extra = _load_pdf(path)
             text = normalize(text)
@@ -161,11 +195,17 @@ def load_path(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]
                 title, text = html_to_text(raw)
             else:
                 text = normalize(raw)
-                title = _markdown_title(text, "") if kind == "markdown" else ""
+                if kind == "markdown":
+                    front, text = front_matter(text)
+                    if front.get("tags"):
+                        meta["tags"] = front["tags"]
+                title = front.get("title") or (_markdown_title(text, "") if kind == "markdown" else "")
         if not text.strip():
             raise LoadError("has no text after cleaning")
         yield RawDocument(uri=uri, text=text, title=title or path.stem.replace("_", " ").replace("-", " "),
-                          updated_at=created, metadata=meta)
+                          created_at=_front_date(front.get("date") or front.get("created")),
+                          updated_at=_front_date(front.get("updated")) or created, author=front.get("author"),
+                          metadata=meta)
     except LoadError as exc:
         yield LoadFailure(uri, f"{path.name} {exc}")
     except PermissionError:

@@ -66,6 +66,11 @@ def check_model(conn: psycopg.Connection, name: str, dim: int) -> None:
             "or set CITEWISE_EMBEDDING_MODEL back to the stored one.")
 
 
+def source_names(conn: psycopg.Connection) -> list[str]:
+    """The sources present, for a UI's filter choices."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT source FROM documents ORDER BY source")]
+
+
 def existing_ids(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The stored document id for each (source, uri) key that exists."""
     keys = list(keys)

@@ -18,6 +18,8 @@ from retrieval.embed import LocalEmbedder
 from retrieval.settings import Settings
 
 _counter = itertools.count()
+# Chainlit writes its config directory into its app root on import; keep it out of the working tree
+os.environ.setdefault("CHAINLIT_APP_ROOT", os.path.join(os.environ.get("TMPDIR", "/tmp"), "citewise-test-chainlit"))
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +87,21 @@ def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
         else:
             path.write_text(content)
     return root
+
+
+@pytest.fixture
+def run(url, settings, monkeypatch):
+    """The ``citewise`` CLI on the test database, invoked in-process."""
+    from typer.testing import CliRunner
+
+    from citewise.cli import app
+
+    monkeypatch.setenv("CITEWISE_DATABASE_URL", url)
+    monkeypatch.setenv("CITEWISE_HOME", str(settings.home))
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke

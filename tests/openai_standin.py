@@ -7,6 +7,7 @@ and read back the requests it received.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -103,3 +104,38 @@ class StandIn:
                 self._chunk(b"")
 
         return Handler
+
+
+_SOURCE = re.compile(r'<source id="(\d+)"[^>]*>\n?(.*?)</source>', re.DOTALL)
+_WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def grounded_reply(req: dict[str, Any]) -> str:
+    """A stand-in that behaves like a careful model: answers with the sentence of the sources that shares the most
+    words with the question, citing it; condenses a follow-up by joining it to the first question."""
+    prompt = req["messages"][-1]["content"]
+    if "Standalone question:" in prompt:
+        first = re.search(r"^User: (.*)$", prompt, re.M)
+        last = re.search(r"^Last question: (.*)$", prompt, re.M)
+        return f"{last.group(1) if last else ''} (about: {first.group(1) if first else ''})".strip()
+    question = prompt.rsplit("Question:", 1)[-1]
+    wanted = set(_WORD.findall(question.lower()))
+    best = (0, "", "")
+    for number, text in _SOURCE.findall(prompt):
+        for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+            score = len(wanted & set(_WORD.findall(sentence.lower())))
+            if score > best[0] and len(sentence) > 20:
+                best = (score, number, sentence.strip().rstrip("."))
+    if not best[1]:
+        return "The sources do not contain the answer."
+    return f"{best[2]} [{best[1]}]."
+
+
+if __name__ == "__main__":  # a stand-in server for trying the UI by hand: python tests/openai_standin.py PORT
+    import sys
+
+    server = StandIn(grounded_reply)
+    server._server.server_close()
+    server._server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), server._handler())
+    print(f"stand-in LLM at http://127.0.0.1:{sys.argv[1]}/v1", flush=True)
+    server._server.serve_forever()

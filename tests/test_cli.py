@@ -2,24 +2,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
-from citewise.cli import app
 from tests.conftest import write_files
-
-
-@pytest.fixture
-def run(url, settings, monkeypatch):
-    monkeypatch.setenv("CITEWISE_DATABASE_URL", url)
-    monkeypatch.setenv("CITEWISE_HOME", str(settings.home))
-    monkeypatch.setenv("COLUMNS", "200")
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_ingest_search_delete_round_trip(tmp_path, run) -> None:

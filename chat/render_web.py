@@ -1,0 +1,78 @@
+"""An answer as the web UI shows it: Markdown with [n] chips, and each source as a side-panel page.
+
+Document text is data, not markup: it is escaped before it becomes Markdown, so a passage can neither format the
+page nor plant links or HTML.
+"""
+
+from __future__ import annotations
+
+import re
+
+from chat.types import Answer, Citation
+from retrieval import keywords
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~=])")
+
+
+def escape(text: str) -> str:
+    """Markdown- and HTML-inert text (backslash-escaped punctuation; Chainlit renders no raw HTML anyway)."""
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("@", "@\u200b")
+
+
+def chip(n: int) -> str:
+    """The element name the UI turns into a link wherever it appears in the message."""
+    return f"[{n}]"
+
+
+def claims_for(answer_text: str, n: int) -> list[str]:
+    """The answer's sentences that cite [n]."""
+    return [s for s in _SENTENCE.split(answer_text) if re.search(rf"\[(?:\d+\s*,\s*)*{n}(?:\s*,\s*\d+)*\]", s)]
+
+
+def supporting(passage: str, claims: list[str]) -> list[tuple[str, bool]]:
+    """The passage's sentences, each flagged when it shares enough terms with the claims to be the cited span."""
+    claim_terms = set(keywords.terms(" ".join(claims)))
+    sentences = [s for s in _SENTENCE.split(passage) if s.strip()]
+    overlaps = [len(set(keywords.terms(s)) & claim_terms) for s in sentences]
+    best = max(overlaps, default=0)
+    if best == 0:
+        return [(s, False) for s in sentences]
+    return [(s, o >= max(2, best * 0.6) or o == best) for s, o in zip(sentences, overlaps, strict=True)]
+
+
+def source_page(c: Citation, answer_text: str) -> str:
+    """The side panel for one source: title, where it is from, its date and span, and the passage with the
+    sentences that support the answer in bold."""
+    meta = [f"**Source:** {escape(c.source)}", f"**Location:** `{c.uri.replace('`', '')}`"]
+    if c.date:
+        meta.append(f"**Date:** {c.date}")
+    meta.append(f"**Characters:** {c.start}–{c.end}")
+    marked = supporting(c.text, claims_for(answer_text, c.number))
+    body = " ".join(_lines(s, hit) for s, hit in marked)
+    return (f"### {escape(c.title or c.source)}\n\n" + "\n".join(f"- {m}" for m in meta) + "\n\n---\n\n"
+            + body.replace("\n", "  \n"))
+
+
+def _lines(sentence: str, bold: bool) -> str:
+    """Escaped text, bold per line: Markdown emphasis cannot span a line break."""
+    if not bold:
+        return escape(sentence)
+    return "\n".join(f"**{escape(line.strip())}**" if line.strip() else line for line in sentence.split("\n"))
+
+
+def answer_markdown(answer: Answer) -> tuple[str, list[Citation]]:
+    """The message text and the sources to attach (cited ones, or the closest ones when abstaining)."""
+    if answer.abstained:
+        listed = list(answer.sources)
+        lines = ["> **Not found in the sources.** " + escape(answer.text)]
+        if listed:
+            lines.append("\n**Closest sources** (they do not answer the question):")
+            lines += [f"- {chip(c.number)} {escape(c.title or c.source)} · {escape(c.source)}" for c in listed]
+        return "\n".join(lines), listed
+    listed = list(answer.citations)
+    text = answer.text
+    if listed:
+        text += "\n\n**Sources**\n" + "\n".join(f"- {chip(c.number)} {escape(c.title or c.source)} · "
+                                               f"{escape(c.source)}" for c in listed)
+    return text, listed

@@ -1,0 +1,220 @@
+"""The web UI in a real browser (Debian's Chromium driven by Playwright) against a real `citewise serve`.
+
+The server runs as its own process on the test database with the demo corpus ingested; the LLM is the local
+OpenAI-protocol stand-in (grounded replies, streamed slowly enough to watch), so this test is about the UI and its
+records, not the model (the real model has its own slow tests).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from evals.isolated import isolated_database
+from retrieval.ingest import IngestOptions, ingest
+from tests.conftest import write_files
+from tests.openai_standin import StandIn, grounded_reply
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("CITEWISE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+CHROMIUM = "/usr/bin/chromium"
+USERS = {"alice": "alice-pass-1", "bob": "bob-pass-2"}
+QUESTION = "Which file types can I ingest?"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def web_db(server_url: str, embedder, settings, tmp_path_factory) -> str:
+    name = f"citewise_web_{os.getpid()}"
+    url = isolated_database(server_url, name, fresh=True)
+    ingest(url, embedder, [ROOT / "docs"], settings, IngestOptions(source="handbook"))
+    other = write_files(tmp_path_factory.mktemp("other"), {
+        "formats.md": "# File formats in the archive\n\nThe archive keeps file types such as TIFF and WAV "
+                      "for long-term preservation of scanned records.\n"})
+    ingest(url, embedder, [other], settings, IngestOptions(source="archive"))
+    yield url
+    parts = urlsplit(server_url)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def server(web_db: str, settings, tmp_path_factory):
+    """`citewise serve` as a user runs it, on a free port, with two password users."""
+    port = _free_port()
+    home = tmp_path_factory.mktemp("web-home")
+    with StandIn(grounded_reply, delay_s=0.03) as llm:
+        env = {**os.environ, "CITEWISE_HOME": str(home), "CITEWISE_DATABASE_URL": web_db,
+               "CITEWISE_LLM_BASE_URL": llm.base_url, "CITEWISE_LLM_MODEL": "standin", "CITEWISE_LLM_API_KEY": "x",
+               "CITEWISE_WEB_USERS": ",".join(f"{u}:{p}" for u, p in USERS.items()), "CITEWISE_PORT": str(port)}
+        log = open(home / "serve.log", "w")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen([sys.executable, "-m", "citewise.cli", "serve"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        import httpx
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{base}/chat/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (home / "serve.log").read_text()
+            time.sleep(0.5)
+        else:
+            pytest.fail("the server did not come up:\n" + (home / "serve.log").read_text())
+        yield base, llm
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: `make install` installs Debian's chromium package"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+def _page(browser, base: str, user: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("http://127.0.0.1") else r.abort())
+    page.goto(f"{base}/chat/")
+    page.fill("#email", user)
+    page.fill("#password", USERS[user])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#chat-input")
+    return page
+
+
+def _ask(page, text: str) -> list[str]:
+    """Send a question; return the distinct texts the answer showed while it streamed (the last is final)."""
+    answers = page.locator(".step[data-step-type=assistant_message] .message-content")
+    before = answers.count()
+    thumbs = page.locator("button.negative-feedback-off, button.negative-feedback-on").count()
+    page.fill("#chat-input", text)
+    page.keyboard.press("Enter")
+    seen: list[str] = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if answers.count() > before:
+            current = answers.nth(before).inner_text()
+            if current and (not seen or seen[-1] != current):
+                seen.append(current)
+        if page.locator("button.negative-feedback-off, button.negative-feedback-on").count() > thumbs:
+            break
+        time.sleep(0.05)
+    seen.append(answers.nth(before).inner_text())
+    return seen
+
+
+def _db(url: str):
+    return psycopg.connect(url, autocommit=True)
+
+
+def test_browser_flow_settings_citations_feedback_history_and_privacy(server, browser, web_db) -> None:
+    base, llm = server
+    page = _page(browser, base, "alice")
+
+    # settings: temperature up two steps (0.1 -> 0.3), and only the 'handbook' source
+    page.click("#chat-settings-open-modal")
+    dialog = page.locator("[role=dialog]")
+    dialog.wait_for()
+    slider = page.locator("#temperature [role=slider]")
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert slider.get_attribute("aria-valuenow") == "0.3"
+    page.click("label[for=filter_sources] + div input[role=combobox]")
+    page.locator("[role=option]", has_text="handbook").click()
+    page.click("#confirm")
+    page.wait_for_selector("[role=dialog]", state="detached")
+
+    # ask: the answer streams, then carries [n] links that open the source passage in the side panel
+    states = _ask(page, QUESTION)
+    final = states[-1]
+    assert len([s for s in states[:-1] if "Sources" not in s]) >= 3, f"no streaming observed: {states}"
+    assert "Sources" in final and "handbook" in final and "archive" not in final
+    link = page.locator(".step[data-step-type=assistant_message] a.element-link").first
+    chip = link.inner_text()
+    link.click()
+    side = page.locator("#side-view-content")
+    side.wait_for()
+    page.wait_for_function("document.querySelector('#side-view-content').innerText.length > 100")
+    panel = side.inner_text()
+    assert "Source: handbook" in panel and "docs/ingesting.md" in panel
+    assert "supported" in panel.lower() or ".pdf" in panel
+    assert chip in page.locator("#side-view-title").inner_text()
+
+    # thumbs down with a comment
+    page.locator("button.negative-feedback-off").last.click()
+    page.locator("[role=dialog] textarea").fill("cited the table, I wanted the PDF limits")
+    page.click("#submit-feedback")
+    page.wait_for_selector("button.negative-feedback-on")
+    page.wait_for_selector("[role=dialog]", state="detached")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-answer.png"))
+
+    with _db(web_db) as conn:
+        row = conn.execute(
+            "SELECT f.value, f.comment, f.user_id, f.channel, f.sampling, t.user_id, t.channel, t.sampling, "
+            "t.filters, t.question, t.conversation_id, t.id FROM feedback f JOIN turns t ON t.id = f.turn_id"
+        ).fetchone()
+    assert row is not None, "the thumbs-down was not stored"
+    value, comment, f_user, f_channel, f_sampling, t_user, t_channel, t_sampling, t_filters, question, thread, _ = row
+    assert (value, comment, f_user, f_channel) == (-1, "cited the table, I wanted the PDF limits", "alice", "web")
+    assert question == QUESTION and t_user == "alice" and t_channel == "web"
+    assert f_sampling["temperature"] == t_sampling["temperature"] == 0.3 and t_sampling["preset"] == "custom"
+    assert t_filters == [{"field": "source", "op": "in", "value": ["handbook"]}]
+
+    # a new chat, then reopen the first thread from history and ask a follow-up that depends on it
+    page.click("#new-chat-button")
+    page.wait_for_function("!document.querySelector('.step[data-step-type=assistant_message]')")
+    page.locator("#thread-history").get_by_text(QUESTION).first.click()
+    page.wait_for_selector(".step[data-step-type=assistant_message] .message-content")
+    before = len(llm.requests)
+    _ask(page, "And which of them keeps headings?")
+    condense = [r for r in llm.requests[before:] if not r.get("stream")]
+    assert condense and QUESTION in condense[0]["messages"][-1]["content"], "the follow-up ignored the thread"
+    with _db(web_db) as conn:
+        follow = conn.execute("SELECT conversation_id, standalone_question FROM turns WHERE question = %s",
+                              ("And which of them keeps headings?",)).fetchone()
+    assert follow[0] == thread and QUESTION in follow[1]
+
+    # another user sees none of it: not in history, not by URL, not through the element route
+    other = _page(browser, base, "bob")
+    time.sleep(1)
+    assert QUESTION not in other.locator("body").inner_text()
+    response = other.request.get(f"{base}/chat/project/thread/{thread}")
+    assert response.status in (401, 403, 404) and QUESTION not in response.text()
+    with _db(web_db) as conn:
+        element_id = conn.execute("SELECT id FROM ui_elements WHERE thread_id = %s LIMIT 1", (thread,)).fetchone()[0]
+    assert other.request.get(f"{base}/v1/ui/elements/{element_id}").status == 404
+    mine = page.request.get(f"{base}/v1/ui/elements/{element_id}")
+    assert mine.status == 200 and "handbook" in mine.text()
+    other.goto(f"{base}/chat/thread/{thread}")
+    time.sleep(2)
+    assert QUESTION not in other.locator("body").inner_text()
