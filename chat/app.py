@@ -9,8 +9,8 @@ import chainlit as cl
 from chainlit.types import ThreadDict
 
 from chat import web
-from chat.chain import ask
 from chat.render_web import answer_markdown, chip, source_page
+from chat.streaming import Token, stream_answer
 from chat.types import Question
 from chat.web_settings import Choices, PanelError, apply, defaults, widgets
 from retrieval import store
@@ -91,27 +91,18 @@ async def _on_message(message: cl.Message) -> None:
     question = Question(text=message.content, conversation_id=cl.context.session.thread_id, channel="web",
                         user_id=user.identifier if user else None, filters=choices.filters,
                         sampling=choices.sampling, sources=choices.sources, client_ref=reply.parent_id)
-    loop = asyncio.get_running_loop()
-    tokens: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def on_token(token: str) -> None:
-        loop.call_soon_threadsafe(tokens.put_nowait, token)
-
-    async def run():
-        try:
-            return await asyncio.to_thread(ask, ctx.services, question, on_token)
-        finally:
-            loop.call_soon_threadsafe(tokens.put_nowait, None)
-
-    job = asyncio.ensure_future(run())
-    while (token := await tokens.get()) is not None:
-        await reply.stream_token(token)
+    answer = None
     try:
-        answer = job.result()
-    except Exception as exc:  # the turn is recorded as failed by the chain; the user gets the reason
+        async for item in stream_answer(ctx.services, question):
+            if isinstance(item, Token):
+                await reply.stream_token(item.text)
+            else:
+                answer = item.answer
+    except Exception as exc:  # the chain recorded the turn as failed; the user gets the reason
         reply.content = f"**The answer failed:** {exc}"
         await reply.update()
         return
+    assert answer is not None
     text, listed = answer_markdown(answer)
     reply.content = text
     reply.elements = [cl.Text(name=chip(c.number), content=source_page(c, answer.text), display="side")

@@ -111,7 +111,7 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
     latency: dict[str, float] = {}
     prompt = prompts.load("answer")
     with services.pool.connection() as conn:
-        past = history(conn, q.conversation_id)
+        past = list(q.history) if q.history is not None else history(conn, q.conversation_id)
         standalone = q.text
         if past:
             t = time.perf_counter()

@@ -266,6 +266,42 @@ def serve(
         out.print(f"users: {', '.join(sorted(who.passwords))} (from CITEWISE_WEB_USERS)")
     try:
         run_server(services, host, port)
+    except SettingsError as exc:
+        _fail(str(exc))
+    finally:
+        services.pool.close()
+
+
+def slack(
+    port: int | None = typer.Option(None, help="Port for Slack's HTTP events (default CITEWISE_PORT, else 8000)."),
+) -> None:
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP events at /slack/events."""
+    from fastapi import FastAPI
+
+    from chat import slack_bot
+    from retrieval.settings import SettingsError
+
+    cfg = settings()
+    if not cfg.slack.bot_token or not (cfg.slack.signing_secret or cfg.slack.app_token):
+        _fail("set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP events) or SLACK_APP_TOKEN (Socket Mode)")
+    services = _services(cfg)
+    try:
+        bolt = slack_bot.build(services)
+    except SettingsError as exc:
+        _fail(str(exc))
+    try:
+        if cfg.slack.app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            out.print("citewise Slack bot connected in Socket Mode")
+            SocketModeHandler(bolt, cfg.slack.app_token).start()
+            return
+        import uvicorn
+
+        app = FastAPI(title="citewise Slack events")
+        slack_bot.mount(app, bolt)
+        out.print(f"citewise Slack events at http://{cfg.web.host}:{port or cfg.web.port}/slack/events")
+        uvicorn.run(app, host=cfg.web.host, port=port or cfg.web.port, log_level="warning")
     finally:
         services.pool.close()
 

@@ -1,4 +1,5 @@
-"""One HTTP server for citewise: the Chainlit UI under /chat and citewise's own routes beside it.
+"""One HTTP server for citewise: the Chainlit UI under /chat, the JSON and OpenAI-compatible API under /v1,
+and Slack's events at /slack/events when Slack is configured.
 
 Chainlit reads its configuration directory and environment when first imported, so :func:`create_app` prepares
 both (an app root under ``$CITEWISE_HOME/web`` with the committed config, the session-signing secret) before any
@@ -50,12 +51,21 @@ def create_app(services: Services) -> FastAPI:
     os.environ.pop("DATABASE_URL", None)  # would switch on Chainlit's own data layer (see docs/architecture.md)
     from chainlit.utils import mount_chainlit
 
-    from chat import web
+    from chat import api, openai_api, web
+    from chat.api import parse_tokens
     from chat.datalayer import CitewiseDataLayer
 
     layer = CitewiseDataLayer(services.pool.conninfo)
     web.install(web.WebContext(services, logins(settings), layer))
     app = FastAPI(title="citewise", summary="Answers from your documents, every claim cited.")
+    app.state.services = services
+    app.state.api_tokens = parse_tokens(settings.api.tokens)
+    app.include_router(api.router)
+    app.include_router(openai_api.router)
+    if settings.slack.enabled and not settings.slack.app_token:
+        from chat import slack_bot
+
+        slack_bot.mount(app, slack_bot.build(services))
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

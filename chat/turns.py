@@ -103,6 +103,23 @@ def update_feedback(conn: psycopg.Connection, feedback_id: int, value: str | int
     return row is not None
 
 
+def annotate_feedback(conn: psycopg.Connection, feedback_id: int, comment: str | None, citation: int | None,
+                      user_id: str | None) -> None:
+    """Add the comment (and the source it is about) to a thumb stored at the click, as Slack's modal does."""
+    with conn.transaction():
+        row = conn.execute("SELECT turn_id FROM feedback WHERE id = %s AND user_id IS NOT DISTINCT FROM %s",
+                           (feedback_id, user_id)).fetchone()
+        if row is None:
+            raise FeedbackError(f"no feedback {feedback_id} of yours")
+        if citation is not None:
+            cited = conn.execute("SELECT EXISTS (SELECT 1 FROM turns, jsonb_array_elements(citations) c "
+                                 "WHERE id = %s AND (c->>'number')::int = %s)", (row[0], citation)).fetchone()[0]
+            if not cited:
+                raise FeedbackError(f"that answer has no citation [{citation}]")
+        conn.execute("UPDATE feedback SET comment = %s, citation = %s, updated_at = now() WHERE id = %s",
+                     (comment, citation, feedback_id))
+
+
 def delete_feedback(conn: psycopg.Connection, feedback_id: int, user_id: str | None = None) -> bool:
     with conn.transaction():
         row = conn.execute("DELETE FROM feedback WHERE id = %s AND user_id IS NOT DISTINCT FROM %s RETURNING id",

@@ -50,6 +50,7 @@ class Question:
     sampling: Sampling = field(default_factory=Sampling)
     sources: int | None = None
     client_ref: str | None = None  # the caller's own id for this turn (UI run step, Slack message), for feedback
+    history: tuple[tuple[str, str], ...] | None = None  # (question, answer) pairs the caller keeps itself (OpenAI API)
 
 
 @dataclass(frozen=True)

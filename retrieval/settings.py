@@ -141,6 +141,31 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The JSON API: who may call it, and how much one request may ask."""
+
+    tokens: str | None = field(default=None, repr=False)  # "name:token,..."; unset: no auth (loopback use)
+    max_question_chars: int = 4000
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """The Slack bot: credentials, where the Web API is, which channels search what, and who may ask."""
+
+    bot_token: str | None = field(default=None, repr=False)
+    signing_secret: str | None = field(default=None, repr=False)
+    app_token: str | None = field(default=None, repr=False)  # Socket Mode when set
+    api_url: str | None = None  # the Web API's base URL (default Slack's; a local stand-in in tests)
+    channel_filters: str | None = None  # JSON: {"C0123": ["source=handbook"], "*": [...]}
+    allowed_users: tuple[str, ...] = ()  # Slack user ids; empty: everyone in the workspace
+    update_interval_s: float = 1.0  # at most one chat.update per interval while streaming (Slack rate limits)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token and (self.signing_secret or self.app_token))
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     database_url: str | None = None
@@ -154,6 +179,8 @@ class Settings:
     llm: LLMSettings = field(default_factory=LLMSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
 
     @property
     def pg_dir(self) -> Path:
@@ -231,9 +258,25 @@ class Settings:
             auth_header=env.get("CITEWISE_WEB_AUTH_HEADER") or None,
             auth_secret=env.get("CITEWISE_AUTH_SECRET") or env.get("CHAINLIT_AUTH_SECRET") or None,
         )
+        api = ApiSettings(
+            tokens=env.get("CITEWISE_API_TOKENS") or None,
+            max_question_chars=_int(env, "CITEWISE_MAX_QUESTION_CHARS", ApiSettings.max_question_chars, 10, 100_000),
+        )
+        slack = SlackSettings(
+            bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+            app_token=env.get("SLACK_APP_TOKEN") or None,
+            api_url=env.get("CITEWISE_SLACK_API_URL") or None,
+            channel_filters=env.get("CITEWISE_SLACK_CHANNEL_FILTERS") or None,
+            allowed_users=tuple(u.strip() for u in (env.get("CITEWISE_SLACK_ALLOWED_USERS") or "").split(",")
+                                if u.strip()),
+            update_interval_s=_float(env, "CITEWISE_SLACK_UPDATE_INTERVAL", SlackSettings.update_interval_s, 0.0, 60.0),
+        )
         return cls(
             home=home,
             web=web,
+            api=api,
+            slack=slack,
             rerank=rerank,
             llm=llm,
             answer=answer,

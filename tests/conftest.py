@@ -15,6 +15,7 @@ from psycopg import sql
 from evals.isolated import isolated_database
 from retrieval import db, pgserver
 from retrieval.embed import LocalEmbedder
+from retrieval.ingest import IngestOptions, ingest
 from retrieval.settings import Settings
 
 _counter = itertools.count()
@@ -105,3 +106,19 @@ def run(url, settings, monkeypatch):
         return runner.invoke(app, list(args), catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def demo_db(server_url: str, embedder, settings, tmp_path_factory) -> str:
+    """A database of its own (per test module) with the demo corpus as source 'handbook' and one 'archive' file."""
+    name = f"citewise_demo_{os.getpid()}_{next(_counter)}"
+    url = isolated_database(server_url, name, fresh=True)
+    ingest(url, embedder, [Path(__file__).resolve().parent.parent / "docs"], settings, IngestOptions(source="handbook"))
+    other = write_files(tmp_path_factory.mktemp("other"), {
+        "formats.md": "# File formats in the archive\n\nThe archive keeps file types such as TIFF and WAV "
+                      "for long-term preservation of scanned records.\n"})
+    ingest(url, embedder, [other], settings, IngestOptions(source="archive"))
+    yield url
+    parts = urlsplit(server_url)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -8,79 +8,29 @@ records, not the model (the real model has its own slow tests).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-from evals.isolated import isolated_database
-from retrieval.ingest import IngestOptions, ingest
-from tests.conftest import write_files
 from tests.openai_standin import StandIn, grounded_reply
+from tests.servers import ROOT, serve
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("CITEWISE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"
 USERS = {"alice": "alice-pass-1", "bob": "bob-pass-2"}
 QUESTION = "Which file types can I ingest?"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def web_db(server_url: str, embedder, settings, tmp_path_factory) -> str:
-    name = f"citewise_web_{os.getpid()}"
-    url = isolated_database(server_url, name, fresh=True)
-    ingest(url, embedder, [ROOT / "docs"], settings, IngestOptions(source="handbook"))
-    other = write_files(tmp_path_factory.mktemp("other"), {
-        "formats.md": "# File formats in the archive\n\nThe archive keeps file types such as TIFF and WAV "
-                      "for long-term preservation of scanned records.\n"})
-    ingest(url, embedder, [other], settings, IngestOptions(source="archive"))
-    yield url
-    parts = urlsplit(server_url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def server(web_db: str, settings, tmp_path_factory):
+def server(demo_db: str, tmp_path_factory):
     """`citewise serve` as a user runs it, on a free port, with two password users."""
-    port = _free_port()
-    home = tmp_path_factory.mktemp("web-home")
-    with StandIn(grounded_reply, delay_s=0.03) as llm:
-        env = {**os.environ, "CITEWISE_HOME": str(home), "CITEWISE_DATABASE_URL": web_db,
-               "CITEWISE_LLM_BASE_URL": llm.base_url, "CITEWISE_LLM_MODEL": "standin", "CITEWISE_LLM_API_KEY": "x",
-               "CITEWISE_WEB_USERS": ",".join(f"{u}:{p}" for u, p in USERS.items()), "CITEWISE_PORT": str(port)}
-        log = open(home / "serve.log", "w")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen([sys.executable, "-m", "citewise.cli", "serve"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        import httpx
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/chat/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (home / "serve.log").read_text()
-            time.sleep(0.5)
-        else:
-            pytest.fail("the server did not come up:\n" + (home / "serve.log").read_text())
+    with StandIn(grounded_reply, delay_s=0.03) as llm, serve(tmp_path_factory.mktemp("web-home"), {
+            "CITEWISE_DATABASE_URL": demo_db, "CITEWISE_LLM_BASE_URL": llm.base_url, "CITEWISE_LLM_MODEL": "standin",
+            "CITEWISE_LLM_API_KEY": "x", "CITEWISE_WEB_USERS": ",".join(f"{u}:{p}" for u, p in USERS.items())}) as base:
         yield base, llm
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +85,7 @@ def _db(url: str):
     return psycopg.connect(url, autocommit=True)
 
 
-def test_browser_flow_settings_citations_feedback_history_and_privacy(server, browser, web_db) -> None:
+def test_browser_flow_settings_citations_feedback_history_and_privacy(server, browser, demo_db) -> None:
     base, llm = server
     page = _page(browser, base, "alice")
 
@@ -178,7 +128,7 @@ def test_browser_flow_settings_citations_feedback_history_and_privacy(server, br
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-answer.png"))
 
-    with _db(web_db) as conn:
+    with _db(demo_db) as conn:
         row = conn.execute(
             "SELECT f.value, f.comment, f.user_id, f.channel, f.sampling, t.user_id, t.channel, t.sampling, "
             "t.filters, t.question, t.conversation_id, t.id FROM feedback f JOIN turns t ON t.id = f.turn_id"
@@ -199,7 +149,7 @@ def test_browser_flow_settings_citations_feedback_history_and_privacy(server, br
     _ask(page, "And which of them keeps headings?")
     condense = [r for r in llm.requests[before:] if not r.get("stream")]
     assert condense and QUESTION in condense[0]["messages"][-1]["content"], "the follow-up ignored the thread"
-    with _db(web_db) as conn:
+    with _db(demo_db) as conn:
         follow = conn.execute("SELECT conversation_id, standalone_question FROM turns WHERE question = %s",
                               ("And which of them keeps headings?",)).fetchone()
     assert follow[0] == thread and QUESTION in follow[1]
@@ -210,7 +160,7 @@ def test_browser_flow_settings_citations_feedback_history_and_privacy(server, br
     assert QUESTION not in other.locator("body").inner_text()
     response = other.request.get(f"{base}/chat/project/thread/{thread}")
     assert response.status in (401, 403, 404) and QUESTION not in response.text()
-    with _db(web_db) as conn:
+    with _db(demo_db) as conn:
         element_id = conn.execute("SELECT id FROM ui_elements WHERE thread_id = %s LIMIT 1", (thread,)).fetchone()[0]
     assert other.request.get(f"{base}/v1/ui/elements/{element_id}").status == 404
     mine = page.request.get(f"{base}/v1/ui/elements/{element_id}")

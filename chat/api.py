@@ -1,0 +1,193 @@
+"""The JSON HTTP API: ask (plain or server-sent events), feedback, health.
+
+Every route validates its body (unknown fields, out-of-range sampling and malformed filters get a 4xx that names
+the problem), identifies the caller (a bearer token when tokens are configured) and calls the one chain entry point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from chat.chain import Services
+from chat.sampling import Sampling, SamplingError, preset
+from chat.streaming import Done, Token, stream_answer
+from chat.turns import FeedbackError, record_feedback
+from chat.types import Question
+from retrieval import filters as grammar
+from retrieval.settings import SettingsError
+
+
+class SamplingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    preset: str | None = Field(None, description="precise, balanced or creative (default: the server's)")
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+
+
+class AskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., min_length=1)
+    filters: list[str] = Field(default_factory=list, description="FIELD OP VALUE, e.g. 'source = handbook'")
+    sampling: SamplingIn = Field(default_factory=SamplingIn)
+    sources: int | None = Field(None, ge=1, le=20, description="number of numbered sources given to the model")
+    conversation_id: str | None = Field(None, max_length=200, description="continue this conversation")
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    turn_id: str
+    value: Literal["up", "down"]
+    comment: str | None = Field(None, max_length=4000)
+    citation: int | None = Field(None, ge=1)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_tokens(spec: str | None) -> dict[str, str]:
+    """``name:token,...`` → {sha256(token): name}; only digests are kept in memory."""
+    out: dict[str, str] = {}
+    for item in (spec or "").split(","):
+        name, sep, token = item.strip().partition(":")
+        if item.strip() and (not sep or not name or len(token) < 16):
+            raise SettingsError(f"CITEWISE_API_TOKENS: entry {name or item!r} needs NAME:TOKEN with a token of at "
+                             "least 16 characters")
+        if sep:
+            out[token_digest(token)] = name
+    return out
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
+
+
+def caller(request: Request) -> str:
+    """The caller's name: from its bearer token when tokens are configured, else ``api``."""
+    tokens = request.app.state.api_tokens
+    if not tokens:
+        return "api"
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    name = tokens.get(token_digest(token.strip())) if scheme.lower() == "bearer" else None
+    if name is None:
+        raise HTTPException(401, "missing or unknown bearer token (Authorization: Bearer TOKEN)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return name
+
+
+Caller = Annotated[str, Depends(caller)]
+Svc = Annotated[Services, Depends(services_of)]
+
+
+def make_sampling(services: Services, s: SamplingIn) -> Sampling:
+    try:
+        base = preset(s.preset or services.settings.answer.preset)
+        return base.with_overrides(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_tokens=s.max_tokens,
+                                   seed=s.seed)
+    except SamplingError as exc:
+        raise HTTPException(422, f"sampling: {exc}") from None
+
+
+def check_question(services: Services, text: str) -> str:
+    limit = services.settings.api.max_question_chars
+    if len(text) > limit:
+        raise HTTPException(413, f"the question is {len(text)} characters; the limit is {limit} "
+                                 "(CITEWISE_MAX_QUESTION_CHARS)")
+    if not text.strip():
+        raise HTTPException(422, "the question is empty")
+    return text
+
+
+def build_question(services: Services, body: AskIn, who: str, channel: str = "api") -> Question:
+    try:
+        parsed = grammar.parse_all(body.filters)
+    except grammar.FilterError as exc:
+        raise HTTPException(422, f"filters: {exc}") from None
+    conversation = body.conversation_id or str(uuid.uuid4())
+    # conversations are namespaced by caller, so nobody continues (or reads the history of) another's conversation
+    return Question(check_question(services, body.question), f"{channel}:{who}:{conversation}", channel, who, parsed,
+                    make_sampling(services, body.sampling), body.sources)
+
+
+def public(answer_json: dict[str, Any], conversation_id: str) -> dict[str, Any]:
+    return {**answer_json, "conversation_id": conversation_id.split(":", 2)[-1]}
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+router = APIRouter(prefix="/v1", tags=["citewise"])
+
+
+@router.post("/ask", summary="Answer a question from the documents, with citations")
+async def ask_route(body: AskIn, who: Caller, services: Svc, stream: bool = False):
+    """``?stream=true`` answers with server-sent events: ``token`` events, then one ``answer`` (or ``error``)."""
+    question = build_question(services, body, who)
+    if not stream:
+        answer = None
+        try:
+            async for item in stream_answer(services, question):
+                if isinstance(item, Done):
+                    answer = item.answer
+        except Exception as exc:
+            raise HTTPException(502, f"the answer failed: {exc}") from None
+        assert answer is not None
+        return public(answer.to_json(), question.conversation_id)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for item in stream_answer(services, question):
+                if isinstance(item, Token):
+                    yield sse("token", {"text": item.text})
+                else:
+                    yield sse("answer", public(item.answer.to_json(), question.conversation_id))
+        except Exception as exc:
+            yield sse("error", {"detail": f"the answer failed: {exc}"})
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/feedback", summary="Thumbs up or down on an answer, with an optional comment")
+def feedback_route(body: FeedbackIn, who: Caller, services: Svc) -> dict[str, Any]:
+    with services.pool.connection() as conn:
+        owner = conn.execute("SELECT user_id FROM turns WHERE id::text = %s", (body.turn_id,)).fetchone()
+        if owner is None or (who != "api" and owner[0] != who):
+            raise HTTPException(404, f"no turn {body.turn_id} of yours")
+        try:
+            fid = record_feedback(conn, body.turn_id, body.value, body.comment, body.citation, who, "api")
+        except FeedbackError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return {"feedback_id": fid, "turn_id": body.turn_id, "stored": True}
+
+
+@router.get("/health", summary="Database and LLM status")
+async def health(services: Svc) -> JSONResponse:
+    report: dict[str, Any] = {"database": "ok", "llm": "ok", "model": services.llm.model}
+    try:
+        with services.pool.connection(timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        report["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        async with httpx.AsyncClient(timeout=3) as client:
+            r = await client.get(f"{services.llm.base_url.rstrip('/')}/models",
+                                 headers={"Authorization": f"Bearer {services.llm.api_key}"})
+            if r.status_code >= 400:
+                report["llm"] = f"unavailable: HTTP {r.status_code}"
+    except httpx.HTTPError as exc:
+        report["llm"] = f"unavailable: {type(exc).__name__}"
+    ok = report["database"] == "ok" and report["llm"] == "ok"
+    return JSONResponse(report, status_code=200 if ok else 503)
