@@ -1,0 +1,78 @@
+"""Slack pieces without the HTTP server: the answer flow against the Web API stand-in, and mrkdwn safety."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from slack_sdk import WebClient
+
+from chat.chain import Services
+from chat.llm import Endpoint
+from chat.render_slack import answer_blocks, escape, source_line
+from chat.services import open_pool
+from chat.slack_bot import answer_event, channel_filters
+from chat.types import Answer, Citation
+from retrieval.rerank import load_reranker
+from retrieval.settings import SettingsError, SlackSettings
+from tests.corpus import documents, store_documents
+from tests.openai_standin import StandIn
+from tests.slack_standin import SlackStandIn
+
+
+@pytest.fixture
+def pool(url, conn, embedder, settings):
+    store_documents(conn, embedder, settings, documents())
+    p = open_pool(url, 2)
+    yield p
+    p.close()
+
+
+def _services(pool, embedder, settings, llm: StandIn, interval: float) -> Services:
+    s = dataclasses.replace(settings, slack=SlackSettings(update_interval_s=interval))
+    return Services(s, pool, embedder, load_reranker(s.rerank), Endpoint(llm.base_url, "k", "standin", False))
+
+
+def test_the_answer_streams_into_the_placeholder_with_rate_limited_updates(pool, embedder, settings) -> None:
+    reply = "New employees get 25 vacation days per year, which the handbook states plainly [1]."
+    with StandIn(reply, delay_s=0.05) as llm, SlackStandIn() as slack:
+        client = WebClient(token="xoxb-x", base_url=slack.base_url)
+        event = {"channel": "C1", "user": "U1", "ts": "10.1", "text": "<@UBOT> How many vacation days?"}
+        answer_event(_services(pool, embedder, settings, llm, interval=0.3), client, event, {})
+    [placeholder] = slack.of("chat.postMessage")
+    updates = slack.of("chat.update")
+    partial = [u for u in updates if not u.get("blocks")]
+    assert placeholder["thread_ts"] == "10.1" and placeholder["text"] == "Searching…"
+    assert 1 <= len(partial) <= 5, "streamed, but at most one update per interval (21 chunks over ~1 s)"
+    assert all(u["ts"] == placeholder["_ts"] for u in updates) and updates[-1]["blocks"]
+
+
+def test_a_failing_llm_reaches_the_user_as_a_short_message(pool, embedder, settings) -> None:
+    with StandIn("Vacation days are 25 per year [1].", fail_after_chunks=2) as llm, SlackStandIn() as slack:
+        client = WebClient(token="xoxb-x", base_url=slack.base_url)
+        answer_event(_services(pool, embedder, settings, llm, 0), client,
+                     {"channel": "C1", "user": "U1", "ts": "11.1", "text": "How many vacation days?"}, {})
+    last = slack.of("chat.update")[-1]
+    assert last["text"].startswith(":x: Sorry, I could not answer that") and "blocks" not in last
+
+
+def test_mrkdwn_is_inert_and_links_cannot_be_spoofed() -> None:
+    assert escape("<!channel> <@U123> <http://evil|bank> & co") == (
+        "&lt;!channel&gt; &lt;@U123&gt; &lt;http://evil|bank&gt; &amp; co")
+    web = Citation(1, ("c",), "d", "Guide <b>|x", "wiki", "https://wiki.example.com/guide", 0, 5, "t")
+    assert source_line(web) == "[1] <https://wiki.example.com/guide|Guide &lt;b&gt;¦x> · wiki"
+    local = dataclasses.replace(web, uri="/srv/docs/a b.md")
+    assert "<" not in source_line(local) and "`/srv/docs/a b.md`" in source_line(local)
+    answer = Answer("**25 days** <!here> [1].", (web,), (web,), False, "turn-1", "q", "v", "m")
+    blocks = answer_blocks(answer)
+    assert blocks[0]["text"]["text"] == "*25 days* &lt;!here&gt; [1]."
+    assert [e["value"] for e in blocks[-1]["elements"]] == ["turn-1", "turn-1"]
+
+
+def test_channel_filters_are_validated_at_start() -> None:
+    parsed = channel_filters(SlackSettings(channel_filters='{"C1": ["source = hr"], "*": ["groups = staff"]}'))
+    assert parsed["C1"][0].value == "hr" and parsed["*"][0].field == "groups"
+    with pytest.raises(SettingsError, match="unknown filter field 'team'"):
+        channel_filters(SlackSettings(channel_filters='{"C1": ["team = x"]}'))
+    with pytest.raises(SettingsError, match="CITEWISE_SLACK_CHANNEL_FILTERS"):
+        channel_filters(SlackSettings(channel_filters="[1, 2]"))
