@@ -51,9 +51,12 @@ test-quick: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-## Retrieval quality on SciFact train (every mode) and the abstention threshold on XQuAD dev.
+## Retrieval (SciFact train: every mode, ef_search and exact search side by side) and answers (XQuAD dev, a fixed
+## 40-question subset through the local LLM) into reports/latest/ (summary.md, figures.json, PNG plots); exits
+## non-zero below evals/thresholds.toml. Then the abstention threshold's calibration.
 eval: install
-	$(VENV)/bin/citewise eval retrieval --dataset ../shared/data/scifact --split train
+	$(VENV)/bin/citewise eval run --scifact ../shared/data/scifact --split train \
+		--squad ../shared/data/xquad/xquad.en.dev.json --limit 40 --seed 0 --out reports/latest
 	$(VENV)/bin/citewise eval calibrate --dataset ../shared/data/xquad/xquad.en.dev.json
 
 ## Benchmarks that print figures (ingest throughput, search latency).

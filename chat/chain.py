@@ -104,6 +104,21 @@ def _generate(services: Services, sampling: Sampling, rendered: str, parts: list
         raise LLMError("the stream ended before the model finished its answer")
 
 
+def retrieve(services: Services, conn, query: str, filters: list, n_sources: int,
+             latency: dict[str, float]) -> tuple[list[Hit], list[Hit]]:
+    """The retrieval half of a turn: fused candidates (LangChain retriever over hybrid search) and the re-ranked
+    few. Shared with the eval replay, so a replayed turn is retrieved exactly as a live one."""
+    cfg = services.settings
+    retriever = CitewiseRetriever(conn=conn, embedder=services.embedder, filters=filters, k=cfg.rerank.fetch,
+                                  search=cfg.search)
+    candidates = [from_lc(d) for d in retriever.invoke(query)]
+    latency.update(retriever.timings)
+    t = time.perf_counter()
+    reranked = services.reranker.rerank(query, candidates, n_sources * 2)
+    latency["rerank_ms"] = (time.perf_counter() - t) * 1000
+    return candidates, reranked
+
+
 def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
     """Answer ``q`` from the corpus with checked citations, streaming tokens to ``on_token``; record the turn."""
     cfg = services.settings
@@ -117,14 +132,8 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
             t = time.perf_counter()
             standalone = condense(services, past, q.text)
             latency["condense_ms"] = (time.perf_counter() - t) * 1000
-        retriever = CitewiseRetriever(conn=conn, embedder=services.embedder, filters=q.filters, k=cfg.rerank.fetch,
-                                      search=cfg.search)
-        candidates = [from_lc(d) for d in retriever.invoke(standalone)]
-        latency.update(retriever.timings)
-        t = time.perf_counter()
         n_sources = q.sources or cfg.answer.sources
-        reranked = services.reranker.rerank(standalone, candidates, n_sources * 2)
-        latency["rerank_ms"] = (time.perf_counter() - t) * 1000
+        candidates, reranked = retrieve(services, conn, standalone, q.filters, n_sources, latency)
         records = _records(candidates, reranked)
         best = max((h.vector_similarity for h in candidates if h.vector_similarity is not None), default=None)
         sources, block = context.build(reranked, _budget(services, standalone, q.sampling), n_sources)

@@ -241,6 +241,39 @@ def feedback_export(
     console.print(f"Wrote {len(rows)} feedback rows to {output}.")
 
 
+def feedback_report(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    chart: str | None = typer.Option(None, "--chart", help="Also write a PNG chart to this file."),
+) -> None:
+    """Thumbs-up rate by preset, sampling buckets, source and abstention, with 95% intervals."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from evals.feedback_report import chart as draw
+    from evals.feedback_report import groups
+    from retrieval import db
+    from retrieval.cli import open_url
+
+    cfg = settings()
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        found = groups(conn)
+    if chart and found:
+        draw(found, Path(chart))
+    if as_json:
+        emit_json([g.to_json() for g in found])
+        return
+    table = Table(title="Thumbs-up rate by setting (each rated turn once, its latest thumb)")
+    for col in ("dimension", "value", "n", "up", "rate", "95% interval"):
+        table.add_column(col)
+    for g in found:
+        lo, hi = g.interval
+        table.add_row(g.dimension, g.value, str(g.n), str(g.up), f"{g.rate:.0%}", f"{lo:.0%}–{hi:.0%}")
+    out.print(table)
+    if chart and found:
+        out.print(f"Chart written to {chart}")
+
+
 def serve(
     host: str | None = typer.Option(None, help="Interface to listen on (default CITEWISE_HOST, else 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default CITEWISE_PORT, else 8000)."),

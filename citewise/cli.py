@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from chat import cli as chat_cli
-from evals.cli import eval_app
+from evals.cli import debug_app, eval_app
 from retrieval import cli as retrieval_cli
 
 app = typer.Typer(help="citewise: answers from your own documents, every claim cited.", no_args_is_help=True,
@@ -21,10 +21,12 @@ app.command()(chat_cli.slack)
 chat_cli.feedback_app.command("add")(chat_cli.feedback)
 chat_cli.feedback_app.command("list")(chat_cli.feedback_list)
 chat_cli.feedback_app.command("export")(chat_cli.feedback_export)
+chat_cli.feedback_app.command("report")(chat_cli.feedback_report)
 app.add_typer(chat_cli.feedback_app, name="feedback")
 app.add_typer(retrieval_cli.db_app, name="db")
 app.add_typer(chat_cli.llm_app, name="llm")
 app.add_typer(eval_app, name="eval")
+app.add_typer(debug_app, name="debug")
 
 if __name__ == "__main__":
     app()

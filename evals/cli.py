@@ -75,3 +75,195 @@ def calibrate(
             table.add_row(f"{t:.2f}" + (" ← chosen" if t == result.threshold else ""), f"{fa:.1%}", f"{ca:.1%}")
     out.print(table)
     out.print(f"Set CITEWISE_MIN_SIMILARITY={result.threshold:.2f} (at most {max_false:.0%} false abstentions).")
+
+
+def _answer_services(cfg, dataset: Path):
+    """Services on the dataset's isolated database (ingested once, reused)."""
+    from chat.cli import _services
+    from evals.calibrate import prepare_squad
+
+    embedder = load_embedder(cfg)
+    with console.status("Ingesting the paragraphs into an isolated database (reused on later runs)…"):
+        url, qas = prepare_squad(cfg, embedder, dataset)
+    return _services(cfg.with_database(url)), qas
+
+
+def _run_answers(cfg, dataset: Path, limit: int, seed: int):
+    from evals.answers import run
+
+    services, qas = _answer_services(cfg, dataset)
+    try:
+        with console.status(f"Asking {limit} questions through the chain…") as status:
+            return run(services, qas, limit, seed,
+                       on_progress=lambda i, n: status.update(f"Asked {i}/{n} questions through the chain…"))
+    finally:
+        services.pool.close()
+
+
+@eval_app.command("answers")
+def answers(
+    dataset: Path = typer.Option(..., exists=True, dir_okay=False, help="SQuAD-format JSON (e.g. XQuAD dev)."),
+    limit: int = typer.Option(20, min=1, help="Questions to ask (a quarter asked with their article removed)."),
+    seed: int = typer.Option(0, help="Sample and sampling seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Answer quality through the full chain: EM/F1, citation precision/recall, unsupported claims, abstention."""
+    cfg = settings()
+    open_url(cfg)
+    result = _run_answers(cfg, dataset, limit, seed)
+    if as_json:
+        emit_json({k: v for k, v in result.to_json().items() if k != "latency_samples"})
+        return
+    table = Table(title=f"Answers on {dataset.name}: {result.questions} questions ({result.unanswerable} unanswerable)")
+    table.add_column("figure")
+    table.add_column("value")
+    for name in ("exact_match", "f1", "gold_contained", "citation_precision", "citation_recall",
+                 "unsupported_claim_rate", "false_abstention", "correct_abstention", "failures"):
+        value = getattr(result, name)
+        table.add_row(name, "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
+    for stage, pct in result.latency_ms.items():
+        table.add_row(f"{stage} p50 / p95", f"{pct.get('p50')} / {pct.get('p95')}")
+    out.print(table)
+
+
+def _ints(csv: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in csv.split(",") if x.strip())
+    except ValueError:
+        _fail(f"{csv!r}: expected comma-separated whole numbers")
+        raise
+
+
+@eval_app.command("run")
+def run_all(
+    scifact: Path = typer.Option(..., exists=True, file_okay=False, help="BEIR folder for retrieval."),
+    squad_file: Path = typer.Option(..., "--squad", exists=True, dir_okay=False, help="SQuAD JSON for answers."),
+    out_dir: Path = typer.Option(Path("reports/latest"), "--out", help="Report folder."),
+    split: str = typer.Option("train"),
+    limit: int = typer.Option(40, help="Answer questions to ask."),
+    query_limit: int | None = typer.Option(None, help="Retrieval: score only the first N queries."),
+    corpus_limit: int | None = typer.Option(None, help="Retrieval: ingest only N documents plus judged ones."),
+    ef_search: str = typer.Option("40,200", help="Comma-separated ef_search values to compare ('' for none)."),
+    exact: bool = typer.Option(True, help="Compare against exact vector search."),
+    chunk_tokens: str = typer.Option("", help="Comma-separated chunk sizes to compare (each is its own ingest)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Retrieval and answers side by side, a report folder, and the thresholds in evals/thresholds.toml."""
+    from evals.report import check, load_thresholds, write
+    from evals.retrieval import compare
+
+    cfg = settings()
+    open_url(cfg)
+    embedder = load_embedder(cfg)
+    with console.status("Retrieval: ingesting (reused on later runs) and scoring each configuration…"):
+        retrieval_results = compare(cfg, embedder, scifact, split, limit=query_limit, corpus_limit=corpus_limit,
+                                    ef_values=_ints(ef_search), exact=exact, chunk_sizes=_ints(chunk_tokens))
+    answer_result = _run_answers(cfg, squad_file, limit, seed)
+    failures = check(load_thresholds(), retrieval_results, answer_result)
+    meta = {"retrieval dataset": f"{scifact.name} ({split})", "answers dataset": squad_file.name,
+            "answer questions": limit, "seed": seed, "model": cfg.llm.model or "local Qwen2.5-Coder-1.5B (llama.cpp)"}
+    folder = write(out_dir, retrieval_results, answer_result, failures, meta)
+    out.print(f"Report written to {folder}/summary.md")
+    for f in failures:
+        console.print(f"[red]below threshold:[/red] {f}")
+    if failures:
+        raise typer.Exit(1)
+
+
+@eval_app.command("replay")
+def replay_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Re-run retrieval for every rated turn and golden case with today's configuration; report regressions."""
+    from chat.cli import _services
+    from evals.replay import replay
+
+    cfg = settings()
+    services = _services(cfg)
+    try:
+        report = replay(services)
+    finally:
+        services.pool.close()
+    if as_json:
+        emit_json(report.to_json())
+        raise typer.Exit(1 if report.regressions or report.golden_failed else 0)
+    table = Table(title=f"Replay: {report.up} up-voted, {report.down} down-voted, {report.golden} golden")
+    for col in ("turn", "vote", "outcome", "overlap", "question"):
+        table.add_column(col, overflow="fold")
+    for c in report.cases:
+        table.add_row(c.turn_id[:8], {1: "👍", -1: "👎", 0: "golden"}[c.vote], c.outcome, f"{c.overlap:.2f}",
+                      c.question[:70])
+    out.print(table)
+    out.print(f"regressions {report.regressions}/{report.up} ({report.regression_share:.0%}); down-voted turns "
+              f"retrieved differently {report.changed_down}/{report.down}; golden failed "
+              f"{report.golden_failed}/{report.golden}")
+    if report.regressions or report.golden_failed:
+        raise typer.Exit(1)
+
+
+@eval_app.command("promote")
+def promote_cmd(
+    turn_id: str = typer.Argument(..., help="The turn to add to the golden set."),
+    expect: list[str] = typer.Option([], help="Chunk ids retrieval must find (default: the ones it cited)."),
+    note: str | None = typer.Option(None, help="Why this case matters."),
+) -> None:
+    """Add a turn to the curated golden set that `eval replay` checks."""
+    from evals.replay import promote
+    from retrieval import db
+
+    cfg = settings()
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        try:
+            gid = promote(conn, turn_id, expect or None, note)
+        except ValueError as exc:
+            _fail(str(exc))
+    out.print(f"Golden case {gid} holds turn {turn_id}.")
+
+
+debug_app = typer.Typer(help="Look inside the embedding space.", no_args_is_help=True)
+
+
+@debug_app.command("embeddings")
+def debug_embeddings(
+    out_file: Path = typer.Option(..., "--out", help="PNG file to write."),
+    filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable."),
+    limit: int = typer.Option(3000, help="At most this many chunks."),
+    tsne: bool = typer.Option(True, help="Add a t-SNE panel beside PCA (slower)."),
+) -> None:
+    """PCA (and t-SNE) projection of chunk embeddings, coloured by source."""
+    from retrieval import db
+    from retrieval.cli import parse_filters
+    from retrieval.debug import plot
+
+    cfg = settings()
+    flt = parse_filters(filter)
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        try:
+            counts = plot(conn, out_file, flt, limit, tsne)
+        except ValueError as exc:
+            _fail(str(exc))
+    out.print(f"Wrote {out_file}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@debug_app.command("neighbors")
+def debug_neighbors(
+    query: str = typer.Argument(..., help="A chunk id, or any text."),
+    k: int = typer.Option(10, min=1, max=200),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The nearest chunks (exact cosine similarity) to a chunk or a text."""
+    from dataclasses import asdict
+
+    from retrieval import db
+    from retrieval.debug import neighbors
+
+    cfg = settings()
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        found = neighbors(conn, load_embedder(cfg), query, k)
+    if as_json:
+        emit_json([asdict(n) for n in found])
+        return
+    table = Table(title=f"Nearest chunks to {query[:60]!r}")
+    for col in ("similarity", "chunk", "source", "title", "text"):
+        table.add_column(col, overflow="fold")
+    for n in found:
+        table.add_row(f"{n.similarity:.3f}", n.chunk_id[:12], n.source, n.title[:40], n.text[:100].replace("\n", " "))
+    out.print(table)

@@ -113,3 +113,46 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
 
 def to_json(results: list[ModeResult]) -> list[dict]:
     return [asdict(r) for r in results]
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    """One configuration of the side-by-side comparison: a label and its per-mode results."""
+
+    label: str
+    chunk_tokens: int
+    ef_search: int | None  # None: exact vector search
+    results: list[ModeResult]
+
+
+def compare(settings: Settings, embedder: Embedder, folder: Path, split: str, *, limit: int | None = None,
+            corpus_limit: int | None = None, ef_values: tuple[int, ...] = (), exact: bool = False,
+            chunk_sizes: tuple[int, ...] = (), modes: list[str] | None = None, on_progress=None) -> list[ConfigResult]:
+    """Every mode with the configured settings, then hybrid+rerank under each variation, in one run.
+
+    Chunk sizes need their own ingest (their own isolated database, reused by later runs); ef_search and exact
+    search reuse the default database.
+    """
+    import dataclasses
+
+    out: list[ConfigResult] = []
+    url, data = prepare(settings, embedder, folder, split, limit, corpus_limit, on_progress)
+    base_ef = settings.search.ef_search
+    out.append(ConfigResult(f"default (chunks {settings.chunk.max_tokens}, ef_search {base_ef})",
+                            settings.chunk.max_tokens, base_ef,
+                            evaluate(url, data, embedder, settings, modes or list(EVAL_MODES))))
+    for ef in ef_values:
+        s = dataclasses.replace(settings, search=dataclasses.replace(settings.search, ef_search=ef))
+        out.append(ConfigResult(f"ef_search {ef}", settings.chunk.max_tokens, ef,
+                                evaluate(url, data, embedder, s, ["vector", RERANKED])))
+    if exact:
+        out.append(ConfigResult("exact vector search", settings.chunk.max_tokens, None,
+                                evaluate(url, data, embedder, settings, ["vector", RERANKED], exact=True)))
+    for size in chunk_sizes:
+        overlap = min(settings.chunk.overlap_tokens, size // 5)
+        s = dataclasses.replace(settings, chunk=dataclasses.replace(settings.chunk, max_tokens=size,
+                                                                    overlap_tokens=overlap))
+        size_url, size_data = prepare(s, embedder, folder, split, limit, corpus_limit, on_progress)
+        out.append(ConfigResult(f"chunks {size} tokens", size, base_ef,
+                                evaluate(size_url, size_data, embedder, s, ["hybrid", RERANKED])))
+    return out

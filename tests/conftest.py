@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,7 +21,7 @@ from retrieval.settings import Settings
 
 _counter = itertools.count()
 # Chainlit writes its config directory into its app root on import; keep it out of the working tree
-os.environ.setdefault("CHAINLIT_APP_ROOT", os.path.join(os.environ.get("TMPDIR", "/tmp"), "citewise-test-chainlit"))
+os.environ.setdefault("CHAINLIT_APP_ROOT", tempfile.mkdtemp(prefix="citewise-test-chainlit-"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,146 @@
+"""The answers eval, the report with thresholds, feedback replay and the golden set, the feedback report, and the
+embedding debug tools — small-sized, on real data slices, so the harness itself never breaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evals.answers import contains, exact_match, f1, normalize, unsupported_sentences
+from evals.feedback_report import wilson
+from evals.report import check, load_thresholds
+from tests.openai_standin import StandIn, grounded_reply
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def tiny_squad(tmp_path) -> Path:
+    """Two XQuAD articles, three paragraphs each, with their questions (real public data, small)."""
+    data = json.loads((SHARED / "xquad" / "xquad.en.dev.json").read_text())["data"][:2]
+    for article in data:
+        article["paragraphs"] = article["paragraphs"][:3]
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps({"data": data, "version": "tiny"}))
+    return path
+
+
+def test_answer_metrics() -> None:
+    assert normalize("The Broncos [1].") == "broncos"
+    assert exact_match("the Denver Broncos", ("Denver Broncos",)) == 1.0
+    assert f1("Denver won", ("Denver Broncos",)) == pytest.approx(0.5)
+    assert contains("It was the Denver Broncos [2].", ("Denver Broncos",)) == 1.0
+    from chat.types import Answer, Citation
+
+    c = Citation(1, ("c",), "d", "t", "s", "u", 0, 10, "The Broncos beat the Panthers 24 to 10 in Santa Clara.")
+    a = Answer("The Broncos beat the Panthers [1]. The game was played on the moon.", (c,), (c,), False, "t", "q",
+               None, None)
+    assert unsupported_sentences(a) == (1, 2)
+
+
+def test_eval_answers_through_the_chain(run, tiny_squad, monkeypatch) -> None:
+    with StandIn(grounded_reply) as llm:
+        monkeypatch.setenv("CITEWISE_LLM_BASE_URL", llm.base_url)
+        result = run("eval", "answers", "--dataset", str(tiny_squad), "--limit", "8", "--seed", "3", "--json")
+        again = run("eval", "answers", "--dataset", str(tiny_squad), "--limit", "8", "--seed", "3", "--json")
+    assert result.exit_code == 0, result.stdout
+    first, second = json.loads(result.stdout), json.loads(again.stdout)
+    assert first["questions"] == 8 and first["unanswerable"] == 2 and first["failures"] == 0
+    assert first["citation_recall"] > 0.3 and first["f1"] > 0 and first["correct_abstention"] is not None
+    assert {"embed_ms", "search_ms", "rerank_ms", "total_ms"} <= set(first["latency_ms"])
+    first.pop("latency_ms"), second.pop("latency_ms")
+    assert first == second, "same seed, same questions, same answers"
+
+
+def test_thresholds_are_checked() -> None:
+    from evals.answers import Result
+    from evals.retrieval import ConfigResult, ModeResult
+
+    thresholds = load_thresholds()
+    good = [ConfigResult("default", 200, 100, [ModeResult("hybrid+rerank", 9, 0.75, 0.8, 0.96, 0.7, 1, 2),
+                                               ModeResult("hybrid", 9, 0.73, 0.8, 0.96, 0.7, 1, 2)])]
+    answers = Result(10, 2, 0.1, 0.4, 0.5, 0.9, 0.6, 0.1, 0.2, 0.8)
+    assert check(thresholds, good, answers) == []
+    bad = Result(10, 2, 0.1, 0.4, 0.5, 0.9, 0.1, 0.9, 0.2, 0.8)
+    assert check(thresholds, good, bad) == ["answers citation_recall = 0.1000 < 0.4",
+                                            "answers unsupported_claim_rate = 0.9000 > 0.3"]
+
+
+def test_eval_run_writes_a_report_and_fails_below_thresholds(run, tiny_squad, monkeypatch, tmp_path) -> None:
+    out = tmp_path / "report"
+    with StandIn(grounded_reply) as llm:
+        monkeypatch.setenv("CITEWISE_LLM_BASE_URL", llm.base_url)
+        result = run("eval", "run", "--scifact", str(SHARED / "scifact"), "--squad", str(tiny_squad), "--out",
+                     str(out), "--limit", "4", "--query-limit", "6", "--corpus-limit", "30", "--ef-search", "40")
+    figures = json.loads((out / "figures.json").read_text())
+    labels = [c["label"] for c in figures["retrieval"]]
+    assert labels[1:] == ["ef_search 40", "exact vector search"] and len(figures["retrieval"][0]["results"]) == 4
+    assert figures["answers"]["questions"] == 4
+    assert (out / "retrieval_ndcg.png").stat().st_size > 10_000 and (out / "answer_latency.png").exists()
+    summary = (out / "summary.md").read_text()
+    assert "## Retrieval" in summary and "## Answers" in summary
+    assert result.exit_code == (1 if figures["threshold_failures"] else 0)
+    assert all(f"FAIL: {f}" in summary for f in figures["threshold_failures"])
+
+
+def _rated_turns(run, tmp_path, monkeypatch, conn) -> tuple[str, str]:
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "billing.md").write_text("# Billing\n\nInvoices are sent on the first working day of "
+                                                "each month by the finance team.\n")
+    (tmp_path / "kb" / "leave.md").write_text("# Leave\n\nNew staff get 25 days of paid leave per year.\n")
+    (tmp_path / "kb" / "travel.md").write_text("# Travel\n\nTrain tickets are booked through the travel desk.\n")
+    assert run("ingest", str(tmp_path / "kb"), "--source", "kb").exit_code == 0
+    with StandIn(grounded_reply) as llm:
+        monkeypatch.setenv("CITEWISE_LLM_BASE_URL", llm.base_url)
+        up = json.loads(run("ask", "When are invoices sent?", "--json").stdout)["turn_id"]
+        down = json.loads(run("ask", "How many days of paid leave do new staff get?", "--json").stdout)["turn_id"]
+    assert run("feedback", up, "up").exit_code == 0
+    assert run("feedback", down, "down", "--comment", "meh").exit_code == 0
+    return up, down
+
+
+def test_replay_finds_regressions_and_golden_cases(run, tmp_path, monkeypatch, conn) -> None:
+    up, down = _rated_turns(run, tmp_path, monkeypatch, conn)
+    first = json.loads(run("eval", "replay", "--json").stdout)
+    assert (first["up"], first["down"], first["regressions"], first["changed_down"]) == (1, 1, 0, 0)
+    assert run("eval", "promote", up, "--note", "billing date").exit_code == 0
+    assert "cited nothing" not in run("eval", "promote", down).stdout
+    bogus = run("eval", "promote", "not-a-uuid")
+    assert bogus.exit_code == 2 and "is not a turn id" in bogus.stdout + bogus.stderr
+    # the billing document changes: its old chunk is gone, so the up-voted turn regresses and its golden case fails
+    (tmp_path / "kb" / "billing.md").write_text("# Billing\n\nInvoices go out on the 5th of each month.\n")
+    assert run("ingest", str(tmp_path / "kb"), "--source", "kb").exit_code == 0
+    second = run("eval", "replay", "--json")
+    report = json.loads(second.stdout)
+    assert second.exit_code == 1, report
+    assert report["regressions"] == 1 and report["regression_share"] == 1.0 and report["golden_failed"] >= 1
+    regressed = next(c for c in report["cases"] if c["turn_id"] == up and c["vote"] == 1)
+    assert regressed["outcome"] == "regressed" and regressed["missing"]
+
+
+def test_feedback_report_by_setting(run, tmp_path, monkeypatch, conn) -> None:
+    _rated_turns(run, tmp_path, monkeypatch, conn)
+    chart = tmp_path / "fb.png"
+    result = run("feedback", "report", "--json", "--chart", str(chart))
+    rows = {(g["dimension"], g["value"]): g for g in json.loads(result.stdout)}
+    assert rows[("preset", "precise")]["n"] == 2 and rows[("preset", "precise")]["up"] == 1
+    assert rows[("temperature", "0–0.2")]["rate"] == 0.5 and rows[("source", "kb")]["n"] == 2
+    lo, hi = rows[("abstained", "no")]["ci95"]
+    assert lo < 0.5 < hi and chart.stat().st_size > 5_000
+    assert wilson(0, 0) == (0.0, 1.0) and wilson(50, 100)[0] == pytest.approx(0.404, abs=0.001)
+
+
+def test_debug_embeddings_and_neighbors(run, tmp_path, monkeypatch, conn) -> None:
+    _rated_turns(run, tmp_path, monkeypatch, conn)
+    png = tmp_path / "emb.png"
+    result = run("debug", "embeddings", "--out", str(png), "--no-tsne")
+    assert result.exit_code == 0 and "kb 3" in result.stdout and png.stat().st_size > 5_000
+    too_few = run("debug", "embeddings", "--out", str(png), "--filter", "source=none")
+    assert too_few.exit_code == 2 and "0 chunks match" in too_few.stdout + too_few.stderr
+    chunk = conn.execute("SELECT id FROM chunks ORDER BY id LIMIT 1").fetchone()[0]
+    found = json.loads(run("debug", "neighbors", chunk, "--json").stdout)
+    assert found[0]["chunk_id"] == chunk and found[0]["similarity"] == pytest.approx(1.0, abs=1e-3)
+    by_text = json.loads(run("debug", "neighbors", "paid leave for new staff", "--k", "1", "--json").stdout)
+    assert by_text[0]["title"] == "Leave"
