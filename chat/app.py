@@ -107,4 +107,5 @@ async def _on_message(message: cl.Message) -> None:
     reply.content = text
     reply.elements = [cl.Text(name=chip(c.number), content=source_page(c, answer.text), display="side")
                       for c in listed]
+    await ctx.data_layer.link_sources({e.id: c.document_id for e, c in zip(reply.elements, listed, strict=True)})
     await reply.update()

@@ -23,6 +23,7 @@ from chat.sampling import Sampling
 from chat.turns import RetrievedRecord, history, record_turn
 from chat.types import ABSTAIN_TEXT, Answer, Citation, Question
 from retrieval import keywords
+from retrieval.access import OPERATOR, resolve
 from retrieval.embed import Embedder
 from retrieval.rerank import Reranker
 from retrieval.retriever import CitewiseRetriever, from_lc
@@ -126,14 +127,18 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
     latency: dict[str, float] = {}
     prompt = prompts.load("answer")
     with services.pool.connection() as conn:
-        past = list(q.history) if q.history is not None else history(conn, q.conversation_id)
+        access = OPERATOR if q.operator else resolve(conn, q.user_id)
+        scope = access.as_filter(cfg.public_ungrouped)
+        searched = [*q.filters, scope] if scope else list(q.filters)
+        # only this user's own turns: a shared thread (Slack) must not carry another reader's answers across
+        past = list(q.history) if q.history is not None else history(conn, q.conversation_id, q.user_id)
         standalone = q.text
         if past:
             t = time.perf_counter()
             standalone = condense(services, past, q.text)
             latency["condense_ms"] = (time.perf_counter() - t) * 1000
         n_sources = q.sources or cfg.answer.sources
-        candidates, reranked = retrieve(services, conn, standalone, q.filters, n_sources, latency)
+        candidates, reranked = retrieve(services, conn, standalone, searched, n_sources, latency)
         records = _records(candidates, reranked)
         best = max((h.vector_similarity for h in candidates if h.vector_similarity is not None), default=None)
         sources, block = context.build(reranked, _budget(services, standalone, q.sampling), n_sources)

@@ -7,7 +7,7 @@ import uuid
 import typer
 
 from chat.sampling import SamplingError, preset
-from retrieval.cli import _fail, console, emit_json, out, parse_filters, settings
+from retrieval.cli import _fail, admin_only, console, emit_json, out, parse_filters, settings
 
 llm_app = typer.Typer(help="The local LLM server: status, start, stop.", no_args_is_help=True)
 
@@ -98,7 +98,8 @@ def ask(
     parsed = parse_filters(filter)
     sampling = _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens)
     services = _services(cfg)
-    q = Question(question, conversation or str(uuid.uuid4()), "cli", cfg.user, parsed, sampling)
+    q = Question(question, conversation or str(uuid.uuid4()), "cli", cfg.user, parsed, sampling,
+                 operator=cfg.user is None)
     stream = _Stream()
     try:
         answer = run(services, q, None if as_json else stream)
@@ -143,7 +144,8 @@ def chat(
             out.print("citewise> ", end="")
             stream = _Stream()
             try:
-                answer = run(services, Question(question, conversation, "cli", cfg.user, parsed, sampling), stream)
+                answer = run(services, Question(question, conversation, "cli", cfg.user, parsed, sampling,
+                                                operator=cfg.user is None), stream)
             except LLMError as exc:
                 console.print(f"\n[red]error:[/red] {exc}")
                 continue
@@ -167,7 +169,7 @@ def feedback(
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
         try:
-            fid = record_feedback(conn, turn_id, value, comment, citation, cfg.user)
+            fid = record_feedback(conn, turn_id, value, comment, citation, cfg.user or "cli")
         except FeedbackError as exc:
             _fail(str(exc))
     out.print(f"Feedback {fid} stored for turn {turn_id}.")
@@ -192,6 +194,7 @@ def _feedback_rows(down: bool, since: str | None, limit: int | None):
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
+        admin_only(cfg, conn, "feedback review")
         return feedback_rows(conn, down_only=down, since=_since(since), limit=limit)
 
 
@@ -257,6 +260,7 @@ def feedback_report(
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
+        admin_only(cfg, conn, "the feedback report")
         found = groups(conn)
     if chart and found:
         draw(found, Path(chart))
@@ -290,6 +294,12 @@ def serve(
     except SettingsError as exc:
         _fail(str(exc))
     services = _services(cfg)
+    if cfg.retention_days:
+        from retrieval.privacy import apply_retention
+
+        with services.pool.connection() as conn:
+            done = apply_retention(conn, cfg.retention_days)
+        out.print(f"retention {cfg.retention_days} days: {done.turns} old turns deleted")
     host, port = host or cfg.web.host, port or cfg.web.port
     out.print(f"citewise is serving at [bold]http://{host}:{port}{UI_PATH}/[/bold]")
     if who.demo:

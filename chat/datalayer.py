@@ -129,6 +129,14 @@ class CitewiseDataLayer(BaseDataLayer):
     async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
         await self._run(lambda c: c.execute("DELETE FROM ui_elements WHERE id = %s", (element_id,)))
 
+    async def link_sources(self, documents_by_element: dict[str, str]) -> None:
+        """Remember which document each source element shows, so deleting the document scrubs the element."""
+        def work(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO ui_element_sources (element_id, document_id) VALUES (%s, %s) "
+                                "ON CONFLICT DO NOTHING", list(documents_by_element.items()))
+        await self._run(work)
+
     async def element_for(self, element_id: str, identifier: str) -> dict[str, Any] | None:
         """An element's stored text, only when its thread belongs to ``identifier``."""
         return await self._run(lambda c: c.execute(

@@ -127,9 +127,10 @@ def delete_feedback(conn: psycopg.Connection, feedback_id: int, user_id: str | N
     return row is not None
 
 
-def history(conn: psycopg.Connection, conversation_id: str, limit: int = 6) -> list[tuple[str, str]]:
-    """The last ``limit`` (question, answer) pairs of a conversation, oldest first."""
+def history(conn: psycopg.Connection, conversation_id: str, user_id: str | None = None,
+            limit: int = 6) -> list[tuple[str, str]]:
+    """The last ``limit`` (question, answer) pairs this user had in a conversation, oldest first."""
     rows = conn.execute(
-        "SELECT question, answer FROM turns WHERE conversation_id = %s AND status = 'ok' "
-        "ORDER BY created_at DESC LIMIT %s", (conversation_id, limit)).fetchall()
+        "SELECT question, answer FROM turns WHERE conversation_id = %s AND user_id IS NOT DISTINCT FROM %s "
+        "AND status = 'ok' ORDER BY created_at DESC LIMIT %s", (conversation_id, user_id, limit)).fetchall()
     return [(q, a or "") for q, a in reversed(rows)]

@@ -50,7 +50,8 @@ class Question:
     sampling: Sampling = field(default_factory=Sampling)
     sources: int | None = None
     client_ref: str | None = None  # the caller's own id for this turn (UI run step, Slack message), for feedback
-    history: tuple[tuple[str, str], ...] | None = None  # (question, answer) pairs the caller keeps itself (OpenAI API)
+    history: tuple[tuple[str, str], ...] | None = None  # (question, answer) pairs the caller keeps (OpenAI API)
+    operator: bool = False  # the CLI's operator (no CITEWISE_USER) or an eval: no access restriction
 
 
 @dataclass(frozen=True)

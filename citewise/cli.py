@@ -6,6 +6,7 @@ import typer
 
 from chat import cli as chat_cli
 from evals.cli import debug_app, eval_app
+from retrieval import admin_cli
 from retrieval import cli as retrieval_cli
 
 app = typer.Typer(help="citewise: answers from your own documents, every claim cited.", no_args_is_help=True,
@@ -26,6 +27,10 @@ app.add_typer(chat_cli.feedback_app, name="feedback")
 app.add_typer(retrieval_cli.db_app, name="db")
 app.add_typer(chat_cli.llm_app, name="llm")
 app.add_typer(eval_app, name="eval")
+app.add_typer(admin_cli.users_app, name="users")
+app.add_typer(admin_cli.hold_app, name="hold")
+app.command()(admin_cli.forget)
+app.command()(admin_cli.retention)
 app.add_typer(debug_app, name="debug")
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def run(services: Services, qas: list[squad.QA], limit: int, seed: int, unanswer
     for i, qa in enumerate(sample):
         hide = i in flipped
         flt = [filters.make("meta.article", "!=", qa.article)] if hide else []
-        q = Question(qa.question, f"eval:{uuid.uuid4()}", "eval", "eval", flt, sampling)
+        q = Question(qa.question, f"eval:{uuid.uuid4()}", "eval", "eval", flt, sampling, operator=True)
         t = time.perf_counter()
         try:
             answer = ask(services, q)

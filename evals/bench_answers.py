@@ -70,7 +70,7 @@ def main() -> None:
     stages: dict[str, list[float]] = {}
     rates, abstained, cited, gold_cited = [], 0, 0, 0
     for qa in sample:
-        answer = ask(services, Question(qa.question, str(uuid.uuid4()), "eval"))
+        answer = ask(services, Question(qa.question, str(uuid.uuid4()), "eval", operator=True))
         for key, value in answer.latency.items():
             stages.setdefault(key, []).append(value)
         gen_ms = answer.latency.get("total_ms", 0) - answer.latency.get("first_token_ms", 0)

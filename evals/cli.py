@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from retrieval.cli import _fail, console, emit_json, load_embedder, open_url, out, settings
+from retrieval.cli import _fail, admin_only, console, emit_json, load_embedder, open_url, out, settings
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
 
@@ -179,6 +179,8 @@ def replay_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     cfg = settings()
     services = _services(cfg)
     try:
+        with services.pool.connection() as conn:
+            admin_only(cfg, conn, "the feedback replay")
         report = replay(services)
     finally:
         services.pool.close()
@@ -211,6 +213,7 @@ def promote_cmd(
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
+        admin_only(cfg, conn, "curating the golden set")
         try:
             gid = promote(conn, turn_id, expect or None, note)
         except ValueError as exc:

@@ -16,6 +16,7 @@ import psycopg
 
 from chat.chain import Services, retrieve
 from retrieval import filters as grammar
+from retrieval.access import resolve
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Case:
     filters: list[dict[str, Any]]
     before: tuple[str, ...]  # re-ranked chunk ids the turn used, in order
     must_keep: tuple[str, ...]  # cited chunk ids (up-voted turns) or expected ones (golden cases)
+    user: str | None = None  # replayed with this user's access, so a replay never sees more than the user did
 
 
 @dataclass
@@ -66,21 +68,22 @@ class ReplayReport:
 def feedback_cases(conn: psycopg.Connection) -> list[Case]:
     rows = conn.execute(
         "SELECT DISTINCT ON (t.id) t.id::text, f.value, COALESCE(t.standalone_question, t.question), t.filters, "
-        "t.retrieved, t.citations FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE t.status = 'ok' "
+        "t.retrieved, t.citations, t.user_id FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE t.status = 'ok' "
         "ORDER BY t.id, f.created_at DESC").fetchall()
     cases = []
-    for tid, value, question, flt, retrieved, citations in rows:
+    for tid, value, question, flt, retrieved, citations, user in rows:
         before = tuple(r["chunk_id"] for r in sorted((r for r in retrieved if r.get("rerank_rank")),
                                                      key=lambda r: r["rerank_rank"]))
         cited = tuple(cid for c in citations for cid in c["chunk_ids"])
-        cases.append(Case(tid, int(value), question, flt, before, cited if value > 0 else ()))
+        cases.append(Case(tid, int(value), question, flt, before, cited if value > 0 else (), user))
     return cases
 
 
 def golden_cases(conn: psycopg.Connection) -> list[Case]:
-    return [Case(str(tid) if tid else f"golden-{gid}", 0, q, flt, (), tuple(expected))
-            for gid, tid, q, flt, expected in conn.execute(
-                "SELECT id, turn_id, question, filters, expected_chunk_ids FROM golden_cases ORDER BY id")]
+    return [Case(str(tid) if tid else f"golden-{gid}", 0, q, flt, (), tuple(expected), user)
+            for gid, tid, q, flt, expected, user in conn.execute(
+                "SELECT g.id, g.turn_id, g.question, g.filters, g.expected_chunk_ids, t.user_id FROM golden_cases g "
+                "LEFT JOIN turns t ON t.id = g.turn_id ORDER BY g.id")]
 
 
 def promote(conn: psycopg.Connection, turn_id: str, expected: list[str] | None = None,
@@ -114,7 +117,9 @@ def replay(services: Services, n_sources: int | None = None) -> ReplayReport:
     with services.pool.connection() as conn:
         cases = feedback_cases(conn) + golden_cases(conn)
         for case in cases:
-            _, reranked = retrieve(services, conn, case.question, _filters(case.filters), n, {})
+            flt = _filters(case.filters)
+            scope = resolve(conn, case.user).as_filter(services.settings.public_ungrouped) if case.user else None
+            _, reranked = retrieve(services, conn, case.question, [*flt, scope] if scope else flt, n, {})
             after = [h.chunk_id for h in reranked]
             union = set(case.before) | set(after)
             overlap = len(set(case.before) & set(after)) / len(union) if union else 1.0

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from retrieval import db, filters, pgserver, store
+from retrieval import access, db, filters, pgserver, store
 from retrieval.settings import Settings
 
 console = Console(stderr=True)
@@ -48,6 +48,16 @@ def parse_filters(exprs: list[str]) -> list[filters.Filter]:
     except filters.FilterError as exc:
         _fail(str(exc))
         raise
+
+
+def admin_only(cfg: Settings, conn, what: str) -> None:
+    """With a configured CLI identity (CITEWISE_USER), ``what`` needs the admin role; the operator may do it."""
+    if cfg.user is None:
+        return
+    try:
+        access.require_admin(access.resolve(conn, cfg.user), what)
+    except access.AccessError as exc:
+        _fail(str(exc))
 
 
 def settings() -> Settings:
@@ -156,6 +166,9 @@ def search(
     with db.connect(url) as conn:
         try:
             store.check_model(conn, embedder.name, embedder.dim)
+            if cfg.user is not None:  # a configured identity reads only what its groups allow
+                scope = access.resolve(conn, cfg.user).as_filter(cfg.public_ungrouped)
+                parsed = [*parsed, scope] if scope else parsed
             hits = run(conn, embedder, query, k=k, filters=parsed, mode=mode, cfg=cfg.search)  # type: ignore[arg-type]
         except store.ModelMismatchError as exc:
             _fail(str(exc))
@@ -181,8 +194,14 @@ def delete(
     if (source is None) == (document is None):
         _fail("give exactly one of --source NAME or --document ID")
     cfg = settings()
+    from retrieval.privacy import HoldError
+
     with db.connect(open_url(cfg)) as conn:
-        n = store.delete(conn, source=source, document_id=document)
+        try:
+            admin_only(cfg, conn, "deleting documents")
+            n = store.delete(conn, source=source, document_id=document)
+        except HoldError as exc:
+            _fail(str(exc))
     out.print(f"Deleted {n} document{'s' if n != 1 else ''}.")
     if n == 0:
         raise typer.Exit(1)

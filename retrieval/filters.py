@@ -41,6 +41,7 @@ _META_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}")
 _EXPR = re.compile(r"^\s*([^\s=!<>]+)\s*(!=|<=|>=|=|<|>|\s+in\s+)\s*(.*?)\s*$", re.DOTALL)
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 MAX_VALUES = 1000
+ACCESS = "_access"  # internal: a user's access groups (retrieval.access), never parsed from user input
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,10 @@ def compile_filters(filters: list[Filter]) -> tuple[sql.Composable, dict[str, An
         return sql.Placeholder(name)
 
     for f in filters:
+        if f.field == ACCESS:
+            public = sql.SQL(" OR cardinality(d.access_groups) = 0") if f.op == "public" else sql.SQL("")
+            parts.append(sql.SQL("(d.access_groups && {}::text[]{})").format(bind(list(f.value)), public))
+            continue
         if f.field.startswith(META_PREFIX):
             column: sql.Composable = sql.SQL("(d.metadata ->> {}::text)").format(bind(f.field[len(META_PREFIX):]))
         else:

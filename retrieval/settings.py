@@ -169,7 +169,10 @@ class SlackSettings:
 class Settings:
     home: Path
     database_url: str | None = None
-    user: str = "cli"  # the identity CLI turns and feedback are recorded under
+    # the CLI's identity: its access groups come from app_users; unset, the CLI is the operator (reads everything)
+    user: str | None = None
+    public_ungrouped: bool = True  # documents without access groups are readable by everyone
+    retention_days: int | None = None  # turns and web threads older than this are deleted (unset: kept)
     scrub_pii: bool = True
     max_file_mb: int = 50
     chunk: ChunkSettings = field(default_factory=ChunkSettings)
@@ -281,7 +284,10 @@ class Settings:
             llm=llm,
             answer=answer,
             database_url=env.get("CITEWISE_DATABASE_URL") or None,
-            user=env.get("CITEWISE_USER") or env.get("USER") or "cli",
+            user=env.get("CITEWISE_USER") or None,
+            public_ungrouped=_bool(env, "CITEWISE_PUBLIC_UNGROUPED", True),
+            retention_days=_int(env, "CITEWISE_RETENTION_DAYS", 0, 1, 36500) if env.get("CITEWISE_RETENTION_DAYS")
+            else None,
             scrub_pii=_bool(env, "CITEWISE_SCRUB_PII", True),
             max_file_mb=_int(env, "CITEWISE_MAX_FILE_MB", 50, 1, 10_000),
             chunk=chunk,

@@ -141,15 +141,23 @@ def write(
 
 
 def delete(conn: psycopg.Connection, *, source: str | None = None, document_id: str | None = None) -> int:
-    """Delete documents (and, by cascade, their chunks) by source or id; return how many were removed."""
+    """Delete documents (and, by cascade, their chunks) by source or id, and scrub their passages from stored
+    answers, in one transaction; return how many were removed. A legal hold on the source blocks it."""
+    from retrieval.privacy import check_source_hold, scrub_documents
+
     if (source is None) == (document_id is None):
         raise ValueError("give exactly one of source or document_id")
     with conn.transaction():
         if source is not None:
-            cur = conn.execute("DELETE FROM documents WHERE source = %s", (source,))
+            check_source_hold(conn, source)
+            ids = [r[0] for r in conn.execute("DELETE FROM documents WHERE source = %s RETURNING id", (source,))]
         else:
-            cur = conn.execute("DELETE FROM documents WHERE id = %s", (document_id,))
-        return cur.rowcount
+            held = conn.execute("SELECT source FROM documents WHERE id = %s", (document_id,)).fetchone()
+            if held:
+                check_source_hold(conn, held[0])
+            ids = [r[0] for r in conn.execute("DELETE FROM documents WHERE id = %s RETURNING id", (document_id,))]
+        scrub_documents(conn, ids)
+        return len(ids)
 
 
 def reindex(

@@ -118,7 +118,7 @@ def grounded_reply(req: dict[str, Any]) -> str:
         first = re.search(r"^User: (.*)$", prompt, re.M)
         last = re.search(r"^Last question: (.*)$", prompt, re.M)
         return f"{last.group(1) if last else ''} (about: {first.group(1) if first else ''})".strip()
-    question = prompt.rsplit("Question:", 1)[-1]
+    question = (prompt.rsplit("Question:", 1)[-1].strip().splitlines() or [""])[0]
     wanted = set(_WORD.findall(question.lower()))
     best = (0, "", "")
     for number, text in _SOURCE.findall(prompt):

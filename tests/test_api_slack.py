@@ -23,6 +23,8 @@ from tests.slack_standin import SlackStandIn
 
 SECRET = "8f14e45fceea167a5a36dedd4bea2543"
 TOKEN = "carol-token-0123456789abcdef"
+DAVE = "dave-token-0123456789abcdef"
+MARKER = "ZEBRA-7731"
 Q = "Which file types can I ingest?"
 
 
@@ -30,7 +32,7 @@ Q = "Which file types can I ingest?"
 def stack(demo_db, tmp_path_factory):
     with StandIn(grounded_reply) as llm, SlackStandIn() as slack, serve(tmp_path_factory.mktemp("api-home"), {
         "CITEWISE_DATABASE_URL": demo_db, "CITEWISE_LLM_BASE_URL": llm.base_url, "CITEWISE_LLM_MODEL": "standin",
-        "CITEWISE_LLM_API_KEY": "x", "CITEWISE_API_TOKENS": f"carol:{TOKEN}",
+        "CITEWISE_LLM_API_KEY": "x", "CITEWISE_API_TOKENS": f"carol:{TOKEN},dave:{DAVE}",
         "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET, "CITEWISE_SLACK_API_URL": slack.base_url,
         "CITEWISE_SLACK_CHANNEL_FILTERS": json.dumps({"CARCHIVE": ["source = archive"]}),
         "CITEWISE_SLACK_ALLOWED_USERS": "U1,U2", "CITEWISE_SLACK_UPDATE_INTERVAL": "0",
@@ -281,3 +283,48 @@ def test_url_verification_challenge(stack) -> None:
     r = httpx.post(f"{base}/slack/events", content=body, headers={"Content-Type": "application/json",
                                                                   **_signed(body)})
     assert r.status_code == 200 and "abc123" in r.text
+
+
+# --- access control through every HTTP door ---------------------------------------------------------------------
+
+def test_restricted_documents_stay_behind_every_http_door(stack, demo_db, embedder, settings, tmp_path) -> None:
+    from openai import OpenAI
+
+    from retrieval.access import add_user
+    from retrieval.ingest import IngestOptions, ingest
+    from tests.conftest import write_files
+
+    base, llm, slack = stack
+    vault = write_files(tmp_path / "vault", {"vault.md": f"# Vault\n\nThe vault combination is {MARKER}, "
+                                                         "kept by the facilities team."})
+    ingest(demo_db, embedder, [vault], settings, IngestOptions(source="facilities", groups=("secret",)))
+    with db(demo_db) as conn:
+        add_user(conn, "carol", ["secret"], admin=False, legal_hold=False)
+        add_user(conn, "U1", ["secret"], admin=False, legal_hold=False)
+    q = {"question": "What is the vault combination?"}
+    dave = {"Authorization": f"Bearer {DAVE}"}
+    assert MARKER in httpx.post(f"{base}/v1/ask", json=q, headers=AUTH, timeout=60).text
+    carol_turn = httpx.post(f"{base}/v1/ask", json=q, headers=AUTH, timeout=60).json()["turn_id"]
+    assert MARKER not in httpx.post(f"{base}/v1/ask", json=q, headers=dave, timeout=60).text
+    assert MARKER not in httpx.post(f"{base}/v1/ask?stream=true", json=q, headers=dave, timeout=60).text
+    assert httpx.post(f"{base}/v1/feedback", json={"turn_id": carol_turn, "value": "down"},
+                      headers=dave).status_code == 404, "nobody rates (or probes) another caller's turn"
+    as_dave = OpenAI(base_url=f"{base}/v1", api_key=DAVE).chat.completions.create(
+        model="citewise", messages=[{"role": "user", "content": q["question"]}])
+    assert MARKER not in as_dave.model_dump_json()
+    as_carol = OpenAI(base_url=f"{base}/v1", api_key=TOKEN).chat.completions.create(
+        model="citewise", messages=[{"role": "user", "content": q["question"]}])
+    assert MARKER in as_carol.choices[0].message.content
+
+    # Slack: U1 (group secret) asks in a thread, U2 follows up in the same thread
+    _event(base, _mention("CGEN", "U1", q["question"], "1800000009.000100"))
+    slack.wait_for(lambda: any(p.get("thread_ts") == "1800000009.000100" for p in slack.of("chat.postMessage")))
+    first = next(p for p in slack.of("chat.postMessage") if p.get("thread_ts") == "1800000009.000100")
+    assert MARKER in json.dumps(_final_update(slack, first["_ts"])["blocks"])
+    n = len(llm.requests)
+    _event(base, _mention("CGEN", "U2", "and who keeps it?", "1800000009.000200", "1800000009.000100"))
+    slack.wait_for(lambda: len([p for p in slack.of("chat.postMessage")
+                                if p.get("thread_ts") == "1800000009.000100"]) == 2)
+    second = [p for p in slack.of("chat.postMessage") if p.get("thread_ts") == "1800000009.000100"][1]
+    final = _final_update(slack, second["_ts"])
+    assert MARKER not in json.dumps(final) and MARKER not in json.dumps(llm.requests[n:])

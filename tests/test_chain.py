@@ -40,6 +40,7 @@ def make_services(pool, embedder, settings, standin: StandIn, **answer_overrides
 
 
 def q(text: str, **kw) -> Question:
+    kw.setdefault("operator", True)  # access control has its own tests (test_access.py)
     return Question(text, kw.pop("conversation_id", "conv-1"), **kw)
 
 

@@ -46,6 +46,7 @@ def services(url, conn, embedder, settings, llm):
 
 
 def q(text: str, **kw) -> Question:
+    kw.setdefault("operator", True)
     return Question(text, kw.pop("conversation_id", "slow"), sampling=preset("precise").with_overrides(seed=7), **kw)
 
 

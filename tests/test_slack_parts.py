@@ -13,6 +13,7 @@ from chat.render_slack import answer_blocks, escape, source_line
 from chat.services import open_pool
 from chat.slack_bot import answer_event, channel_filters
 from chat.types import Answer, Citation
+from retrieval.access import add_user
 from retrieval.rerank import load_reranker
 from retrieval.settings import SettingsError, SlackSettings
 from tests.corpus import documents, store_documents
@@ -23,6 +24,7 @@ from tests.slack_standin import SlackStandIn
 @pytest.fixture
 def pool(url, conn, embedder, settings):
     store_documents(conn, embedder, settings, documents())
+    add_user(conn, "U1", ["hr", "finance", "eng"], admin=False, legal_hold=False)
     p = open_pool(url, 2)
     yield p
     p.close()
