@@ -16,7 +16,7 @@ EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
 CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
-IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d)")
+IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
 IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 PHONE = re.compile(
     r"(?<![\w+])(?:"
@@ -47,8 +47,15 @@ def iban_ok(candidate: str) -> bool:
     return int(number) % 97 == 1
 
 
+_CARD_GROUPS = {(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 4, 1), (4, 4, 4, 2), (4, 4, 4, 3)}
+
+
 def _card_ok(match: str) -> bool:
     digits = re.sub(r"\D", "", match)
+    groups = tuple(len(g) for g in re.split(r"[ -]", match))
+    # printed cards group their digits 4-4-4-4 (or Amex 4-6-5); other groupings (ISBN 3-1-3-5-1) are not cards
+    if len(groups) > 1 and groups not in _CARD_GROUPS:
+        return False
     return 13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1
 
 
@@ -82,6 +89,8 @@ class _Rule:
     valid: Callable[[str], bool] | None = None
 
 
+_PROTECT_INVALID = {"IBAN", "CARD"}
+
 # Order matters: specific and validated kinds first, so a card number is not taken for a phone number.
 RULES = (
     _Rule("EMAIL", EMAIL),
@@ -95,14 +104,29 @@ RULES = (
 
 
 def scrub(text: str) -> tuple[str, Counter[str]]:
-    """Replace PII with ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IBAN]``, ``[SSN]``, ``[IP]``; count each kind."""
-    counts: Counter[str] = Counter()
-    for rule in RULES:
-        def replace(m: re.Match[str], rule: _Rule = rule) -> str:
-            if rule.valid is not None and not rule.valid(m.group(0)):
-                return m.group(0)
-            counts[rule.kind] += 1
-            return f"[{rule.kind}]"
+    """Replace PII with ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IBAN]``, ``[SSN]``, ``[IP]``; count each kind.
 
-        text = rule.pattern.sub(replace, text)
-    return text, counts
+    Rules claim spans of the original text in order. A span shaped like an IBAN or a card number that fails its
+    checksum is claimed as *not* PII, so a later, looser rule (phone numbers) cannot take a piece of it.
+    """
+    claimed: list[tuple[int, int, str | None]] = []  # (start, end, kind or None for a protected look-alike)
+    for rule in RULES:
+        for m in rule.pattern.finditer(text):
+            start, end = m.span()
+            if any(start < e and s < end for s, e, _ in claimed):
+                continue
+            if rule.valid is None or rule.valid(m.group(0)):
+                claimed.append((start, end, rule.kind))
+            elif rule.kind in _PROTECT_INVALID:
+                claimed.append((start, end, None))
+    counts: Counter[str] = Counter()
+    out, pos = [], 0
+    for start, end, kind in sorted(claimed):
+        if kind is None:
+            continue
+        out.append(text[pos:start])
+        out.append(f"[{kind}]")
+        counts[kind] += 1
+        pos = end
+    out.append(text[pos:])
+    return "".join(out), counts

@@ -62,3 +62,20 @@ def test_counts_add_up_over_mixed_text() -> None:
 def test_checksums() -> None:
     assert luhn_ok("79927398713") and not luhn_ok("79927398710")
     assert iban_ok("GB82WEST12345698765432") and not iban_ok("GB82WEST12345698765431")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_precision_and_recall_on_a_generated_labelled_set(seed) -> None:
+    from evals.pii_eval import generate, score
+
+    examples = generate(300, seed)
+    result = score(examples)
+    assert result["examples"] == 300 and result["look_alikes"] >= 90
+    assert {"email", "phone", "card", "iban", "ssn", "ip"} <= set(result["per_type"])
+    assert result["precision"] >= 0.95 and result["recall"] >= 0.95, result
+
+
+def test_invalid_iban_and_isbn_are_not_cut_into_phone_or_card_numbers() -> None:
+    assert scrub("Ref DE40 0139 9161 5109 0321 73 here")[0] == "Ref DE40 0139 9161 5109 0321 73 here"
+    assert scrub("ISBN 978-4-948-09141-8")[0] == "ISBN 978-4-948-09141-8"
+    assert scrub("Server 203.0.113.9.")[0] == "Server [IP]."
