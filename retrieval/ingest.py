@@ -20,7 +20,7 @@ import numpy as np
 from retrieval import db, store
 from retrieval.chunk import split
 from retrieval.embed import Embedder
-from retrieval.loaders import LoadFailure, RawDocument, iter_files, load_path
+from retrieval.loaders import Limits, LoadFailure, RawDocument, iter_files, load_path
 from retrieval.pii import scrub
 from retrieval.settings import Settings
 from retrieval.store import PreparedDocument
@@ -60,14 +60,15 @@ def default_source(path: Path) -> str:
 
 def _documents(paths: list[Path], opts: IngestOptions, settings: Settings,
                report: IngestReport) -> Iterator[tuple[Document, dict[str, int]]]:
-    max_bytes = settings.max_file_mb * 1_000_000
+    limits = Limits(settings.max_file_mb * 1_000_000, settings.max_pdf_pages, settings.file_timeout_s,
+                    settings.file_memory_mb)
     for root in paths:
         source = opts.source or default_source(root)
         for item in iter_files([root]):
             if isinstance(item, LoadFailure):
                 report.failures.append(item)
                 continue
-            for raw in load_path(item, max_bytes):
+            for raw in load_path(item, limits):
                 if isinstance(raw, LoadFailure):
                     report.failures.append(raw)
                     continue

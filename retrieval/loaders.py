@@ -43,6 +43,16 @@ class LoadError(Exception):
     """One file cannot be loaded; the message says why and, where there is one, what to do."""
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Per-file budgets (settings): size, PDF pages, and the time and memory a PDF or HTML parse may take."""
+
+    max_bytes: int = 50_000_000
+    max_pages: int = 2000
+    timeout_s: float = 60.0
+    memory_mb: float = 1024.0
+
+
 def iter_files(paths: list[Path]) -> Iterator[Path | LoadFailure]:
     """Every file under ``paths`` (recursively, symlink loops safe, hidden entries skipped), sorted."""
     for root in paths:
@@ -126,13 +136,21 @@ def _front_date(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _load_pdf(path: Path) -> tuple[str, str, dict[str, Any]]:
+def _load_pdf(path: Path, max_pages: int) -> tuple[str, str, dict[str, Any]]:
     from langchain_community.document_loaders import PyPDFLoader
+    from pypdf import PdfReader
 
     try:
+        n = len(PdfReader(str(path)).pages)
+        if n > max_pages:
+            raise LoadError(f"has {n} pages, over the {max_pages}-page limit (CITEWISE_MAX_PDF_PAGES)")
         pages = PyPDFLoader(str(path)).load()
+    except LoadError:
+        raise
     except Exception as exc:  # pypdf raises many types for corrupt files
-        raise LoadError(f"is not a readable PDF ({type(exc).__name__}: {exc})") from None
+        if type(exc).__name__ == "LimitReachedError":
+            raise LoadError("inflates past pypdf's decompression limit (a decompression bomb?); skipped") from None
+        raise LoadError(f"is not a readable PDF ({type(exc).__name__}: {str(exc)[:200]})") from None
     text = "\n\n".join(p.page_content for p in pages)
     meta = pages[0].metadata if pages else {}
     title = str(meta.get("title") or "")
@@ -164,8 +182,13 @@ def _load_jsonl(path: Path) -> Iterator[RawDocument | LoadFailure]:
                               metadata={k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)})
 
 
-def load_path(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]:
-    """Load one file; yields one document (a JSONL file yields many) or failures."""
+def load_path(path: Path, limits: Limits | int) -> Iterator[RawDocument | LoadFailure]:
+    """Load one file; yields one document (a JSONL file yields many) or failures. PDF and HTML are parsed in a
+    child process within the time and memory budgets (retrieval.sandbox)."""
+    from retrieval.sandbox import LimitExceeded, run_limited
+
+    limits = limits if isinstance(limits, Limits) else Limits(max_bytes=limits)
+    max_bytes = limits.max_bytes
     uri = str(path)
     kind = SUPPORTED.get(path.suffix.lower())
     if kind is None:
@@ -186,13 +209,14 @@ def load_path(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]
         meta: dict[str, Any] = {"file_type": kind}
         front: dict[str, Any] = {}
         if kind == "pdf":
-            title, text, extra = _load_pdf(path)
+            title, text, extra = run_limited(_load_pdf, path, limits.max_pages, timeout_s=limits.timeout_s,
+                                             memory_mb=limits.memory_mb)
             text = normalize(text)
             meta.update(extra)
         else:
             raw = _decode(path.read_bytes())
             if kind == "html":
-                title, text = html_to_text(raw)
+                title, text = run_limited(html_to_text, raw, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
             else:
                 text = normalize(raw)
                 if kind == "markdown":
@@ -206,7 +230,7 @@ def load_path(path: Path, max_bytes: int) -> Iterator[RawDocument | LoadFailure]
                           created_at=_front_date(front.get("date") or front.get("created")),
                           updated_at=_front_date(front.get("updated")) or created, author=front.get("author"),
                           metadata=meta)
-    except LoadError as exc:
+    except (LoadError, LimitExceeded) as exc:
         yield LoadFailure(uri, f"{path.name} {exc}")
     except PermissionError:
         yield LoadFailure(uri, f"{path.name} is not readable (permission denied); fix its permissions")

@@ -175,6 +175,9 @@ class Settings:
     retention_days: int | None = None  # turns and web threads older than this are deleted (unset: kept)
     scrub_pii: bool = True
     max_file_mb: int = 50
+    max_pdf_pages: int = 2000
+    file_timeout_s: float = 60.0  # per PDF/HTML parse
+    file_memory_mb: float = 1024.0  # per PDF/HTML parse, above the ingest process itself
     chunk: ChunkSettings = field(default_factory=ChunkSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -290,6 +293,9 @@ class Settings:
             else None,
             scrub_pii=_bool(env, "CITEWISE_SCRUB_PII", True),
             max_file_mb=_int(env, "CITEWISE_MAX_FILE_MB", 50, 1, 10_000),
+            max_pdf_pages=_int(env, "CITEWISE_MAX_PDF_PAGES", 2000, 1, 1_000_000),
+            file_timeout_s=_float(env, "CITEWISE_FILE_TIMEOUT", 60.0, 1.0, 86_400.0),
+            file_memory_mb=_float(env, "CITEWISE_FILE_MEMORY_MB", 1024.0, 64.0, 1_000_000.0),
             chunk=chunk,
             search=search,
             embedding=embedding,
