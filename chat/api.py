@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chat.chain import Services
 from chat.sampling import Sampling, SamplingError, preset
-from chat.streaming import Done, Token, stream_answer
+from chat.streaming import Busy, Done, Gate, Token, stream_answer
 from chat.turns import FeedbackError, record_feedback
 from chat.types import Question
 from retrieval import filters as grammar
@@ -74,6 +74,14 @@ def services_of(request: Request) -> Services:
     return request.app.state.services
 
 
+def gate_of(request: Request) -> Gate:
+    return request.app.state.gate
+
+
+def busy(exc: Busy) -> HTTPException:
+    return HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+
 def caller(request: Request) -> str:
     """The caller's name: from its bearer token when tokens are configured, else ``api``."""
     tokens = request.app.state.api_tokens
@@ -89,6 +97,7 @@ def caller(request: Request) -> str:
 
 Caller = Annotated[str, Depends(caller)]
 Svc = Annotated[Services, Depends(services_of)]
+Admission = Annotated[Gate, Depends(gate_of)]
 
 
 def make_sampling(services: Services, s: SamplingIn) -> Sampling:
@@ -133,15 +142,22 @@ router = APIRouter(prefix="/v1", tags=["citewise"])
 
 
 @router.post("/ask", summary="Answer a question from the documents, with citations")
-async def ask_route(body: AskIn, who: Caller, services: Svc, stream: bool = False):
-    """``?stream=true`` answers with server-sent events: ``token`` events, then one ``answer`` (or ``error``)."""
+async def ask_route(body: AskIn, who: Caller, services: Svc, gate: Admission, stream: bool = False):
+    """``?stream=true`` answers with server-sent events: ``token`` events, then one ``answer`` (or ``error``).
+    When the server is at capacity: 503 with Retry-After."""
     question = build_question(services, body, who)
+    try:
+        gate.check()
+    except Busy as exc:
+        raise busy(exc) from None
     if not stream:
         answer = None
         try:
-            async for item in stream_answer(services, question):
+            async for item in stream_answer(services, question, gate):
                 if isinstance(item, Done):
                     answer = item.answer
+        except Busy as exc:
+            raise busy(exc) from None
         except Exception as exc:
             raise HTTPException(502, f"the answer failed: {exc}") from None
         assert answer is not None
@@ -149,7 +165,7 @@ async def ask_route(body: AskIn, who: Caller, services: Svc, stream: bool = Fals
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            async for item in stream_answer(services, question):
+            async for item in stream_answer(services, question, gate):
                 if isinstance(item, Token):
                     yield sse("token", {"text": item.text})
                 else:

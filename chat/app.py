@@ -10,7 +10,7 @@ from chainlit.types import ThreadDict
 
 from chat import web
 from chat.render_web import answer_markdown, chip, source_page
-from chat.streaming import Token, stream_answer
+from chat.streaming import Busy, Token, stream_answer
 from chat.types import Question
 from chat.web_settings import Choices, PanelError, apply, defaults, widgets
 from retrieval import store
@@ -93,11 +93,15 @@ async def _on_message(message: cl.Message) -> None:
                         sampling=choices.sampling, sources=choices.sources, client_ref=reply.parent_id)
     answer = None
     try:
-        async for item in stream_answer(ctx.services, question):
+        async for item in stream_answer(ctx.services, question, ctx.gate):
             if isinstance(item, Token):
                 await reply.stream_token(item.text)
             else:
                 answer = item.answer
+    except Busy as exc:
+        reply.content = f"**Too many questions at once right now.** {exc}"
+        await reply.update()
+        return
     except Exception as exc:  # the chain recorded the turn as failed; the user gets the reason
         reply.content = f"**The answer failed:** {exc}"
         await reply.update()

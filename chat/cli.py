@@ -25,14 +25,14 @@ feedback_app = typer.Typer(cls=_FeedbackGroup, no_args_is_help=True,
                            help="Record thumbs (feedback TURN_ID up|down) and review them (list, export).")
 
 
-def _services(cfg):
+def _services(cfg, pool_size: int = 10):
     from chat.llm import LLMError
     from chat.services import open_services
     from retrieval import db, pgserver, store
 
     try:
         with console.status("Starting the database, the embedding model and the LLM…"):
-            return open_services(cfg)
+            return open_services(cfg, pool_size=pool_size)
     except (db.DatabaseError, pgserver.EmbeddedServerError, store.ModelMismatchError, LLMError) as exc:
         _fail(str(exc))
         raise
@@ -293,7 +293,9 @@ def serve(
         who = logins(cfg)
     except SettingsError as exc:
         _fail(str(exc))
-    services = _services(cfg)
+    # answers hold a connection each: the API/web gate and the Slack slots allow max_concurrent_answers each,
+    # plus room for feedback, health, settings panels and Slack event claims
+    services = _services(cfg, pool_size=2 * cfg.api.max_concurrent_answers + 6)
     if cfg.retention_days:
         from retrieval.privacy import apply_retention
 

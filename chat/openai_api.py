@@ -13,8 +13,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat.api import Caller, SamplingIn, Svc, check_question, make_sampling
-from chat.streaming import Done, Token, stream_answer
+from chat.api import Admission, Caller, SamplingIn, Svc, busy, check_question, make_sampling
+from chat.streaming import Busy, Done, Token, stream_answer
 from chat.types import Answer, Question
 
 MODEL = "citewise"
@@ -88,15 +88,21 @@ def models() -> dict[str, Any]:
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat over the corpus, citations included")
-async def chat_completions(body: ChatIn, who: Caller, services: Svc):
+async def chat_completions(body: ChatIn, who: Caller, services: Svc, gate: Admission):
     question = question_of(services, body, who)
+    try:
+        gate.check()
+    except Busy as exc:
+        raise busy(exc) from None
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not body.stream:
         answer = None
         try:
-            async for item in stream_answer(services, question):
+            async for item in stream_answer(services, question, gate):
                 if isinstance(item, Done):
                     answer = item.answer
+        except Busy as exc:
+            raise busy(exc) from None
         except Exception as exc:
             raise HTTPException(502, f"the answer failed: {exc}") from None
         assert answer is not None
@@ -119,7 +125,7 @@ async def chat_completions(body: ChatIn, who: Caller, services: Svc):
         yield chunk({"role": "assistant", "content": ""})
         streamed = ""
         try:
-            async for item in stream_answer(services, question):
+            async for item in stream_answer(services, question, gate):
                 if isinstance(item, Token):
                     streamed += item.text
                     yield chunk({"content": item.text})

@@ -56,9 +56,13 @@ def create_app(services: Services) -> FastAPI:
     from chat.datalayer import CitewiseDataLayer
 
     layer = CitewiseDataLayer(services.pool.conninfo)
-    web.install(web.WebContext(services, logins(settings), layer))
+    from chat.streaming import Gate
+
+    gate = Gate(settings.api.max_concurrent_answers, settings.api.max_queued_answers)
+    web.install(web.WebContext(services, logins(settings), layer, gate))
     app = FastAPI(title="citewise", summary="Answers from your documents, every claim cited.")
     app.state.services = services
+    app.state.gate = gate
     app.state.api_tokens = parse_tokens(settings.api.tokens)
     app.include_router(api.router)
     app.include_router(openai_api.router)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from typing import Any
 
@@ -67,7 +68,7 @@ class _Updater:
 
 
 def answer_event(services: Services, client: WebClient, event: dict[str, Any],
-                 filters_by_channel: dict[str, list[grammar.Filter]]) -> None:
+                 filters_by_channel: dict[str, list[grammar.Filter]], slots: threading.Semaphore | None = None) -> None:
     cfg = services.settings.slack
     channel, user = event["channel"], event.get("user")
     thread_ts = event.get("thread_ts") or event["ts"]
@@ -86,6 +87,21 @@ def answer_event(services: Services, client: WebClient, event: dict[str, Any],
         client.chat_postMessage(channel=channel, thread_ts=thread_ts,
                                 text=f"That question is {len(text)} characters; please keep it under {limit}.")
         return
+    if slots is not None and not slots.acquire(timeout=120):
+        client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                text="I am answering many questions right now; please ask again in a minute.")
+        return
+    try:
+        _answer(services, client, event, filters_by_channel, text, thread_ts)
+    finally:
+        if slots is not None:
+            slots.release()
+
+
+def _answer(services: Services, client: WebClient, event: dict[str, Any],
+            filters_by_channel: dict[str, list[grammar.Filter]], text: str, thread_ts: str) -> None:
+    cfg = services.settings.slack
+    channel, user = event["channel"], event.get("user")
     placeholder = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text="Searching…")
     ts = placeholder["ts"]
     question = Question(text, f"slack:{channel}:{thread_ts}", "slack", user,
@@ -105,10 +121,11 @@ def build(services: Services, client: WebClient | None = None) -> App:
     client = client or WebClient(token=cfg.bot_token, base_url=cfg.api_url or WebClient.BASE_URL)
     app = App(client=client, signing_secret=cfg.signing_secret, token_verification_enabled=False,
               request_verification_enabled=bool(cfg.signing_secret))
+    slots = threading.BoundedSemaphore(services.settings.api.max_concurrent_answers)
 
     def on_event(body: dict, event: dict, client: WebClient) -> None:
         if claim_event(services, body.get("event_id")):
-            answer_event(services, client, event, by_channel)
+            answer_event(services, client, event, by_channel, slots)
 
     @app.event("app_mention")
     def mention(body, event, client) -> None:

@@ -8,10 +8,49 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from chat.chain import Services, ask
 from chat.types import Answer, Question
+
+
+class Busy(Exception):
+    """More answers are waiting than the server queues; the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Gate:
+    """Admission control for answers: at most ``concurrent`` run, at most ``queued`` wait (each up to ``wait_s``);
+    beyond that a request is refused at once with Busy instead of piling up on the database pool and the LLM."""
+
+    def __init__(self, concurrent: int, queued: int, wait_s: float = 120.0) -> None:
+        self.concurrent, self.queued, self.wait_s = concurrent, queued, wait_s
+        self._slots = asyncio.Semaphore(concurrent)
+        self._waiting = 0
+
+    def check(self) -> None:
+        """Refuse now (before a response starts) when the queue is full."""
+        if self._waiting >= self.queued:
+            raise Busy(f"busy: {self.concurrent} answers running and {self._waiting} waiting; retry shortly", 5)
+
+    @asynccontextmanager
+    async def slot(self):
+        self.check()
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+        except TimeoutError:
+            raise Busy(f"busy: no answer slot freed within {self.wait_s:g} s; retry shortly", 10) from None
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 @dataclass(frozen=True)
@@ -24,8 +63,20 @@ class Done:
     answer: Answer
 
 
-async def stream_answer(services: Services, question: Question) -> AsyncIterator[Token | Done]:
-    """Yield :class:`Token` items while the answer streams, then one :class:`Done`; errors are raised."""
+async def stream_answer(services: Services, question: Question, gate: Gate | None = None
+                        ) -> AsyncIterator[Token | Done]:
+    """Yield :class:`Token` items while the answer streams, then one :class:`Done`; errors are raised (Busy when
+    ``gate`` has no room)."""
+    if gate is None:
+        async for item in _stream(services, question):
+            yield item
+        return
+    async with gate.slot():
+        async for item in _stream(services, question):
+            yield item
+
+
+async def _stream(services: Services, question: Question) -> AsyncIterator[Token | Done]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from chat.chain import Services
     from chat.datalayer import CitewiseDataLayer
+    from chat.streaming import Gate
     from chat.web_auth import Logins
 
 _current: WebContext | None = None
@@ -21,6 +22,7 @@ class WebContext:
     services: Services
     logins: Logins
     data_layer: CitewiseDataLayer
+    gate: Gate
 
 
 def install(ctx: WebContext) -> None:

@@ -146,6 +146,10 @@ class ApiSettings:
 
     tokens: str | None = field(default=None, repr=False)  # "name:token,..."; unset: no auth (loopback use)
     max_question_chars: int = 4000
+    # answers running at once (each holds one database connection and waits on the LLM) and waiting beyond them;
+    # more are refused with 503 + Retry-After. The database pool is sized from these (see docs/configuration.md).
+    max_concurrent_answers: int = 4
+    max_queued_answers: int = 32
 
 
 @dataclass(frozen=True)
@@ -267,6 +271,9 @@ class Settings:
         api = ApiSettings(
             tokens=env.get("CITEWISE_API_TOKENS") or None,
             max_question_chars=_int(env, "CITEWISE_MAX_QUESTION_CHARS", ApiSettings.max_question_chars, 10, 100_000),
+            max_concurrent_answers=_int(env, "CITEWISE_MAX_CONCURRENT_ANSWERS", ApiSettings.max_concurrent_answers,
+                                        1, 256),
+            max_queued_answers=_int(env, "CITEWISE_MAX_QUEUED_ANSWERS", ApiSettings.max_queued_answers, 0, 10_000),
         )
         slack = SlackSettings(
             bot_token=env.get("SLACK_BOT_TOKEN") or None,
