@@ -23,14 +23,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(home: Path, env: dict[str, str], timeout: float = 120.0) -> Iterator[str]:
-    """Start the server on a free loopback port with ``env`` added; yield its base URL; stop it."""
+def serve(home: Path, env: dict[str, str], timeout: float = 120.0, procs: list | None = None) -> Iterator[str]:
+    """Start the server on a free loopback port with ``env`` added; yield its base URL; stop it. The process is
+    appended to ``procs`` for tests that kill it."""
     port = free_port()
     full = {**os.environ, "CITEWISE_HOME": str(home), "CITEWISE_PORT": str(port), **env}
     log_path = home / "serve.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "citewise.cli", "serve"], env=full, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=ROOT)
+        if procs is not None:
+            procs.append(proc)
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + timeout
         try:
