@@ -12,12 +12,24 @@ from chat.types import Answer, Citation
 from retrieval import keywords
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]*)\)")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|javascript|data):[^>]*)>", re.I)
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~=])")
 
 
 def escape(text: str) -> str:
     """Markdown- and HTML-inert text (backslash-escaped punctuation; Chainlit renders no raw HTML anyway)."""
     return _MD_SPECIAL.sub(r"\\\1", text).replace("@", "@\u200b")
+
+
+def defang(text: str) -> str:
+    """Model output keeps its Markdown formatting but loses what an injected instruction could abuse: images (which
+    the browser would fetch, leaking data in the URL) become their alt text, and links show their real target
+    instead of hiding it behind a label."""
+    text = _IMAGE.sub(lambda m: f"[image: {m.group(1) or 'no description'}]", text)
+    text = _LINK.sub(lambda m: f"{m.group(1)} (`{m.group(2).replace('`', '')}`)", text)
+    return _AUTOLINK.sub(lambda m: f"`{m.group(1).replace('`', '')}`", text)
 
 
 def chip(n: int) -> str:
@@ -71,7 +83,7 @@ def answer_markdown(answer: Answer) -> tuple[str, list[Citation]]:
             lines += [f"- {chip(c.number)} {escape(c.title or c.source)} · {escape(c.source)}" for c in listed]
         return "\n".join(lines), listed
     listed = list(answer.citations)
-    text = answer.text
+    text = defang(answer.text)
     if listed:
         text += "\n\n**Sources**\n" + "\n".join(f"- {chip(c.number)} {escape(c.title or c.source)} · "
                                                f"{escape(c.source)}" for c in listed)

@@ -137,3 +137,16 @@ def test_forget_retention_holds_and_deleted_documents(run, setup, embedder, sett
     privacy.set_hold(conn, user="alice", on=False)
     run("retention", "--days", "30")
     assert conn.execute("SELECT count(*) FROM turns").fetchone()[0] == 0
+
+
+def test_secrets_stay_out_of_settings_reprs_and_errors() -> None:
+    from retrieval import db
+    from retrieval.settings import Settings
+
+    secrets = {"CITEWISE_LLM_API_KEY": "sk-llm-secret-1", "CITEWISE_API_TOKENS": "carol:api-token-secret-123456",
+               "SLACK_BOT_TOKEN": "xoxb-slack-secret", "SLACK_SIGNING_SECRET": "signing-secret-9",
+               "CITEWISE_WEB_USERS": "alice:web-password-7", "CITEWISE_AUTH_SECRET": "auth-secret-3",
+               "CITEWISE_EMBEDDING_API_KEY": "sk-embed-secret-2"}
+    shown = repr(Settings.from_env({"CITEWISE_HOME": "/tmp/x", **secrets}))
+    assert not [v for v in secrets.values() if v.split(":")[-1] in shown]
+    assert "hunter2" not in db.mask_url("postgresql://app:hunter2@db.example:5432/citewise")

@@ -63,6 +63,15 @@ def test_document_text_is_rendered_inert_and_the_supporting_sentence_is_bold() -
     assert text.startswith("> **Not found in the sources.**") and "Closest sources" in text and listed == [c]
 
 
+def test_model_output_cannot_fetch_images_or_hide_link_targets() -> None:
+    from chat.render_web import defang
+
+    assert defang("See ![x](http://evil.example/p?d=1) now [1].") == "See [image: x] now [1]."
+    assert defang("Log in [here](http://evil.example/login) [2].") == "Log in here (`http://evil.example/login`) [2]."
+    assert defang("<javascript:alert(1)> and [1][2]") == "`javascript:alert(1)` and [1][2]"
+    assert defang("**bold** and `code` stay") == "**bold** and `code` stay"
+
+
 def test_logins_from_configuration_and_a_generated_demo_password(tmp_path) -> None:
     assert parse_users("alice:a1, bob:b:2") == {"alice": "a1", "bob": "b:2"}
     with pytest.raises(SettingsError, match="needs NAME:PASSWORD"):
