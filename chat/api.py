@@ -21,7 +21,7 @@ from chat.chain import Services
 from chat.sampling import Sampling, SamplingError, preset
 from chat.streaming import Busy, Done, Gate, Token, stream_answer
 from chat.turns import FeedbackError, record_feedback
-from chat.types import Question
+from chat.types import Answer, Question
 from retrieval import filters as grammar
 from retrieval.settings import SettingsError
 
@@ -138,6 +138,29 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
+def admit(gate: Gate) -> None:
+    """Refuse before any response starts when the answer queue is full."""
+    try:
+        gate.check()
+    except Busy as exc:
+        raise busy(exc) from None
+
+
+async def answer_whole(services: Services, question: Question, gate: Gate) -> Answer:
+    """The finished answer (for callers that do not stream); 503 when busy, 502 when the chain fails."""
+    answer = None
+    try:
+        async for item in stream_answer(services, question, gate):
+            if isinstance(item, Done):
+                answer = item.answer
+    except Busy as exc:
+        raise busy(exc) from None
+    except Exception as exc:
+        raise HTTPException(502, f"the answer failed: {exc}") from None
+    assert answer is not None
+    return answer
+
+
 router = APIRouter(prefix="/v1", tags=["citewise"])
 
 
@@ -146,21 +169,9 @@ async def ask_route(body: AskIn, who: Caller, services: Svc, gate: Admission, st
     """``?stream=true`` answers with server-sent events: ``token`` events, then one ``answer`` (or ``error``).
     When the server is at capacity: 503 with Retry-After."""
     question = build_question(services, body, who)
-    try:
-        gate.check()
-    except Busy as exc:
-        raise busy(exc) from None
+    admit(gate)
     if not stream:
-        answer = None
-        try:
-            async for item in stream_answer(services, question, gate):
-                if isinstance(item, Done):
-                    answer = item.answer
-        except Busy as exc:
-            raise busy(exc) from None
-        except Exception as exc:
-            raise HTTPException(502, f"the answer failed: {exc}") from None
-        assert answer is not None
+        answer = await answer_whole(services, question, gate)
         return public(answer.to_json(), question.conversation_id)
 
     async def events() -> AsyncIterator[bytes]:

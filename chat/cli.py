@@ -25,14 +25,14 @@ feedback_app = typer.Typer(cls=_FeedbackGroup, no_args_is_help=True,
                            help="Record thumbs (feedback TURN_ID up|down) and review them (list, export).")
 
 
-def _services(cfg, pool_size: int = 10):
+def _services(cfg, pool_size: int = 10, start_llm: bool = True):
     from chat.llm import LLMError
     from chat.services import open_services
     from retrieval import db, pgserver, store
 
     try:
         with console.status("Starting the database, the embedding model and the LLM…"):
-            return open_services(cfg, pool_size=pool_size)
+            return open_services(cfg, pool_size=pool_size, start_llm=start_llm)
     except (db.DatabaseError, pgserver.EmbeddedServerError, store.ModelMismatchError, LLMError) as exc:
         _fail(str(exc))
         raise

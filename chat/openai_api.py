@@ -13,8 +13,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat.api import Admission, Caller, SamplingIn, Svc, busy, check_question, make_sampling
-from chat.streaming import Busy, Done, Token, stream_answer
+from chat.api import Admission, Caller, SamplingIn, Svc, admit, answer_whole, check_question, make_sampling
+from chat.streaming import Token, stream_answer
 from chat.types import Answer, Question
 
 MODEL = "citewise"
@@ -90,22 +90,10 @@ def models() -> dict[str, Any]:
 @router.post("/chat/completions", summary="OpenAI-compatible chat over the corpus, citations included")
 async def chat_completions(body: ChatIn, who: Caller, services: Svc, gate: Admission):
     question = question_of(services, body, who)
-    try:
-        gate.check()
-    except Busy as exc:
-        raise busy(exc) from None
+    admit(gate)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not body.stream:
-        answer = None
-        try:
-            async for item in stream_answer(services, question, gate):
-                if isinstance(item, Done):
-                    answer = item.answer
-        except Busy as exc:
-            raise busy(exc) from None
-        except Exception as exc:
-            raise HTTPException(502, f"the answer failed: {exc}") from None
-        assert answer is not None
+        answer = await answer_whole(services, question, gate)
         prompt, completion = answer.prompt_tokens or 0, answer.completion_tokens or 0
         return {"id": cid, "object": "chat.completion", "created": created, "model": MODEL,
                 "choices": [{"index": 0, "finish_reason": "stop",

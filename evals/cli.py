@@ -175,12 +175,13 @@ def replay_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     """Re-run retrieval for every rated turn and golden case with today's configuration; report regressions."""
     from chat.cli import _services
     from evals.replay import replay
+    from retrieval import db
 
     cfg = settings()
-    services = _services(cfg)
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        admin_only(cfg, conn, "the feedback replay")
+    services = _services(cfg, start_llm=False)  # retrieval only: no LLM needed
     try:
-        with services.pool.connection() as conn:
-            admin_only(cfg, conn, "the feedback replay")
         report = replay(services)
     finally:
         services.pool.close()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from chat.chain import Services
-from chat.llm import endpoint
+from chat.llm import endpoint, stop_server
 from chat.services import open_pool
 from evals.injection import CASES, prepare, run
 from retrieval.rerank import load_reranker
@@ -24,6 +24,7 @@ def test_injection_set_leaks_nothing(url, embedder, settings, tmp_path) -> None:
         result = run(Services(settings, pool, embedder, load_reranker(settings.rerank), endpoint(settings.llm)))
     finally:
         pool.close()
+        stop_server(settings.llm)
     report = tmp_path.parent / "injection-report.json"
     report.write_text(json.dumps(result, indent=2))
     print(f"\ninjection set: {result['cases']} cases, obeyed {result['obeyed']} "
