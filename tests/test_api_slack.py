@@ -36,6 +36,7 @@ def stack(demo_db, tmp_path_factory):
         "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET, "CITEWISE_SLACK_API_URL": slack.base_url,
         "CITEWISE_SLACK_CHANNEL_FILTERS": json.dumps({"CARCHIVE": ["source = archive"]}),
         "CITEWISE_SLACK_ALLOWED_USERS": "U1,U2", "CITEWISE_SLACK_UPDATE_INTERVAL": "0",
+        "CITEWISE_WEB_AUTH_HEADER": "X-Forwarded-User",
     }) as base:
         yield base, llm, slack
 
@@ -109,6 +110,13 @@ def test_bad_requests_get_clear_4xx(stack) -> None:
     assert httpx.post(f"{base}/v1/ask", json={"question": Q}).status_code == 401
     nope = httpx.post(f"{base}/v1/ask", json={"question": Q}, headers={"Authorization": "Bearer nope"})
     assert nope.status_code == 401
+
+
+def test_header_login_behind_a_proxy(stack) -> None:
+    base, _, _ = stack
+    ok = httpx.post(f"{base}/chat/auth/header", headers={"X-Forwarded-User": "erin"})
+    assert ok.status_code == 200 and "access_token" in ok.headers.get("set-cookie", "")
+    assert httpx.post(f"{base}/chat/auth/header").status_code == 401
 
 
 def test_health_and_openapi_docs(stack) -> None:
@@ -328,3 +336,17 @@ def test_restricted_documents_stay_behind_every_http_door(stack, demo_db, embedd
     second = [p for p in slack.of("chat.postMessage") if p.get("thread_ts") == "1800000009.000100"][1]
     final = _final_update(slack, second["_ts"])
     assert MARKER not in json.dumps(final) and MARKER not in json.dumps(llm.requests[n:])
+
+
+def test_a_direct_message_is_answered_in_its_thread_and_bot_messages_are_ignored(stack) -> None:
+    base, _, slack = stack
+    dm = {"type": "message", "channel_type": "im", "channel": "DU1", "user": "U1", "text": Q,
+          "ts": "1800000020.000100"}
+    assert _event(base, dm).status_code == 200
+    slack.wait_for(lambda: any(p.get("thread_ts") == "1800000020.000100" for p in slack.of("chat.postMessage")))
+    own = {**dm, "ts": "1800000021.000100", "bot_id": "BBOT", "user": "UBOT"}
+    edited = {**dm, "ts": "1800000022.000100", "subtype": "message_changed"}
+    _event(base, own), _event(base, edited)
+    time.sleep(1.5)
+    threads = {p.get("thread_ts") for p in slack.of("chat.postMessage")}
+    assert "1800000021.000100" not in threads and "1800000022.000100" not in threads
