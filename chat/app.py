@@ -85,6 +85,11 @@ async def _on_settings(values: dict) -> None:
 @cl.on_message
 async def _on_message(message: cl.Message) -> None:
     ctx = web.current()
+    limit = ctx.services.settings.api.max_question_chars
+    if len(message.content) > limit:
+        await cl.ErrorMessage(content=f"That question is {len(message.content)} characters; the limit is {limit}. "
+                                      "Shorten it, or ask an admin to raise CITEWISE_MAX_QUESTION_CHARS.").send()
+        return
     choices: Choices = cl.user_session.get(_CHOICES)
     user = cl.user_session.get("user")
     reply = cl.Message(content="")
