@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 
 import prompts
 from chat import context
-from chat.citations import check, repair, ungrounded_share
+from chat.citations import best_support, check, repair, ungrounded_share
 from chat.llm import Endpoint, LLMError
 from chat.sampling import Sampling
 from chat.turns import RetrievedRecord, history, record_turn
@@ -35,6 +35,7 @@ _ABSTAIN = re.compile(r"(sources? (do|does) not (contain|mention|provide|include
                       r"found) in the sources|cannot (find|answer)|no information (about|on)|i don'?t know)", re.I)
 _ANSWER_MARGIN = 64  # tokens kept free beside the answer: chat template, role tags, tokenizer drift
 _UNGROUNDED = 0.5  # above this share of question terms missing from every source, the answer is not trusted
+_MIN_SUPPORT = 0.25  # below this, no answer sentence is backed by any source (see chat.citations.best_support)
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,10 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         pieces = re.split(r"((?<=[.!?])\s+|\n\s*\n)", raw)  # sentences/paragraphs at even indexes, separators between
         body = "".join(p for i, p in enumerate(pieces) if i % 2 or not _ABSTAIN.search(p)).strip()
         checked = check(body, len(sources))
-        if len(keywords.terms(body)) < 3 or ungrounded_share(
-                standalone, body, [s.text for s in sources], keywords.terms) > _UNGROUNDED:
+        texts = [s.text for s in sources]
+        if (len(keywords.terms(body)) < 3
+                or ungrounded_share(standalone, body, texts, keywords.terms) > _UNGROUNDED
+                or best_support(body, texts, keywords.terms) < _MIN_SUPPORT):
             return finish(ABSTAIN_TEXT, (), True, checked.removed, count(rendered), count(raw))
         mended = repair(checked.text, {s.number: s.text for s in sources}, keywords.terms)
         auto_cited = mended.added + mended.corrected

@@ -106,3 +106,21 @@ def ungrounded_share(question: str, answer: str, sources: list[str], terms_of) -
         return 0.0
     known = set().union(*(set(terms_of(s)) for s in sources)) if sources else set()
     return len(asked - known) / len(asked)
+
+
+def best_support(answer: str, sources: list[str], terms_of) -> float:
+    """The best share of an answer sentence's content terms found in any one source (1 when no sentence is long
+    enough to judge).
+
+    When even the best-supported sentence shares under a quarter of its terms with every source, the answer came
+    from elsewhere: the prompt's own example, a planted instruction, or the model's memory.
+    """
+    source_terms = [set(terms_of(s)) for s in sources]
+    best, judged = 0.0, False
+    for sentence in _SENTENCE_SPLIT.split(answer)[::2]:
+        words = set(terms_of(_MARKER.sub("", sentence)))
+        if len(words) < 3:
+            continue
+        judged = True
+        best = max(best, max((len(words & st) / len(words) for st in source_terms), default=0.0))
+    return best if judged else 1.0  # too short to judge: other checks decide

@@ -217,3 +217,9 @@ def test_feedback_is_stored_against_the_turn(pool, embedder, settings, conn) -> 
     with pytest.raises(FeedbackError, match="no turn with id"):
         record_feedback(conn, "00000000-0000-0000-0000-000000000000", "up")
     assert json.loads(json.dumps(answer.to_json()))["turn_id"] == answer.turn_id
+
+
+def test_an_answer_no_source_backs_becomes_an_abstention(pool, embedder, settings) -> None:
+    with StandIn("Zebras migrate across the Serengeti every spring [2].") as llm:  # from memory, not the sources
+        answer = ask(make_services(pool, embedder, settings, llm), q("How many vacation days do new employees get?"))
+    assert answer.abstained and answer.text == ABSTAIN_TEXT and not answer.citations and answer.sources

@@ -66,3 +66,13 @@ def test_ungrounded_share_flags_answers_about_concepts_no_source_has() -> None:
                             terms) > 0.5
     q2 = "How often must the Zephyr-9 be descaled?"
     assert ungrounded_share(q2, "The Zephyr-9 must be descaled every 200 cups [1].", sources, terms) == 0.0
+
+
+def test_best_support_flags_answers_from_nowhere() -> None:
+    from chat.citations import best_support
+    from retrieval import keywords
+
+    sources = ["Meals on business trips are reimbursed up to 40 euros per day with receipts."]
+    assert best_support("Invoices are sent monthly [1].", sources, keywords.terms) == 0.0
+    assert best_support("Meals are reimbursed up to 40 euros per day [1].", sources, keywords.terms) == 1.0
+    assert best_support("Yes [1].", sources, keywords.terms) == 1.0  # too short to judge

@@ -168,3 +168,10 @@ def test_browser_flow_settings_citations_feedback_history_and_privacy(server, br
     other.goto(f"{base}/chat/thread/{thread}")
     time.sleep(2)
     assert QUESTION not in other.locator("body").inner_text()
+
+    # an overlong question gets a clear message, not an answer
+    other.goto(f"{base}/chat/")
+    other.wait_for_selector("#chat-input")
+    other.fill("#chat-input", "why " * 1250)
+    other.keyboard.press("Enter")
+    other.get_by_text("the limit is 4000").wait_for()
