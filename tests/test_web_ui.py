@@ -171,7 +171,7 @@ def test_browser_flow_settings_citations_feedback_history_and_privacy(server, br
 
     # an overlong question gets a clear message, not an answer
     other.goto(f"{base}/chat/")
-    other.wait_for_selector("#chat-input")
+    other.wait_for_selector("#chat-settings-open-modal")  # the chat has started: the socket is connected
     other.fill("#chat-input", "why " * 1250)
     other.keyboard.press("Enter")
     other.get_by_text("the limit is 4000").wait_for()
