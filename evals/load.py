@@ -146,6 +146,7 @@ def _own_server(real_llm: bool, concurrent: int | None):
                 local = endpoint(Settings.from_env().llm)
                 env.update(CITEWISE_LLM_BASE_URL=local.base_url, CITEWISE_LLM_MODEL=local.model or "local",
                            CITEWISE_LLM_API_KEY=local.api_key or "x")
+                env.setdefault("CITEWISE_MAX_CONCURRENT_ANSWERS", "1")  # what serve uses with its own local LLM
             base = inner.enter_context(serve(home, env))
             yield base, url
         from retrieval import pgserver

@@ -271,7 +271,10 @@ class Settings:
         api = ApiSettings(
             tokens=env.get("CITEWISE_API_TOKENS") or None,
             max_question_chars=_int(env, "CITEWISE_MAX_QUESTION_CHARS", ApiSettings.max_question_chars, 10, 100_000),
-            max_concurrent_answers=_int(env, "CITEWISE_MAX_CONCURRENT_ANSWERS", ApiSettings.max_concurrent_answers,
+            # the local llama.cpp server generates one answer at a time, and a new request cuts off the one it is
+            # streaming: with it, answers queue in citewise's gate instead
+            max_concurrent_answers=_int(env, "CITEWISE_MAX_CONCURRENT_ANSWERS",
+                                        ApiSettings.max_concurrent_answers if env.get("CITEWISE_LLM_BASE_URL") else 1,
                                         1, 256),
             max_queued_answers=_int(env, "CITEWISE_MAX_QUEUED_ANSWERS", ApiSettings.max_queued_answers, 0, 10_000),
         )
