@@ -35,7 +35,7 @@ _ABSTAIN = re.compile(r"(sources? (do|does) not (contain|mention|provide|include
                       r"found) in the sources|cannot (find|answer)|no information (about|on)|i don'?t know)", re.I)
 _ANSWER_MARGIN = 64  # tokens kept free beside the answer: chat template, role tags, tokenizer drift
 _UNGROUNDED = 0.5  # above this share of question terms missing from every source, the answer is not trusted
-_MIN_SUPPORT = 0.25  # below this, no answer sentence is backed by any source (see chat.citations.best_support)
+_MIN_SUPPORT = 0.5  # below this, no answer sentence is backed by any source (see chat.citations.best_support)
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def best_support(answer: str, sources: list[str], terms_of) -> float:
     """The best share of an answer sentence's content terms found in any one source (1 when no sentence is long
     enough to judge).
 
-    When even the best-supported sentence shares under a quarter of its terms with every source, the answer came
+    When even the best-supported sentence shares under half of its terms with every source, the answer came
     from elsewhere: the prompt's own example, a planted instruction, or the model's memory.
     """
     source_terms = [set(terms_of(s)) for s in sources]
