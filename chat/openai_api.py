@@ -4,6 +4,7 @@ ends with its numbered sources, and the structured citations ride along in a ``c
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -103,8 +104,6 @@ async def chat_completions(body: ChatIn, who: Caller, services: Svc, gate: Admis
                 **_extras(answer)}
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        import json
-
         body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()

@@ -54,9 +54,9 @@ def create_app(services: Services) -> FastAPI:
     from chat import api, openai_api, web
     from chat.api import parse_tokens
     from chat.datalayer import CitewiseDataLayer
+    from chat.streaming import Gate
 
     layer = CitewiseDataLayer(services.pool.conninfo)
-    from chat.streaming import Gate
 
     gate = Gate(settings.api.max_concurrent_answers, settings.api.max_queued_answers)
     web.install(web.WebContext(services, logins(settings), layer, gate))

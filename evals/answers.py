@@ -31,11 +31,12 @@ from retrieval import filters, keywords
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _MARKER = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_PUNCTUATION = frozenset(string.punctuation)
 
 
 def normalize(text: str) -> str:
     text = _MARKER.sub(" ", text.lower())
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
