@@ -1,11 +1,13 @@
 """The JSON HTTP API: ask (plain or server-sent events), feedback, health.
 
-Every route validates its body (unknown fields, out-of-range sampling and malformed filters get a 4xx that names
-the problem), identifies the caller (a bearer token when tokens are configured) and calls the one chain entry point.
+Every route checks its body's shape (unknown fields get a 422), identifies the caller (a bearer token when tokens
+are configured) and hands the question to the front desk, which validates it (length, sampling, filters), scopes
+it to the caller and admits it; a desk rejection becomes its HTTP status with the desk's message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -17,13 +19,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat.chain import Services
-from chat.sampling import Sampling, SamplingError, preset
-from chat.streaming import Busy, Done, Gate, Token, stream_answer
+from chat.frontdesk import FrontDesk, Rejected, Token
+from chat.frontdesk import Request as Ask
+from chat.services import Services
 from chat.turns import FeedbackError, record_feedback
 from chat.types import Answer, Question
-from retrieval import filters as grammar
-from retrieval.settings import SettingsError
+from core.settings import SettingsError
 
 
 class SamplingIn(BaseModel):
@@ -71,15 +72,16 @@ def parse_tokens(spec: str | None) -> dict[str, str]:
 
 
 def services_of(request: Request) -> Services:
-    return request.app.state.services
+    return request.app.state.desk.services
 
 
-def gate_of(request: Request) -> Gate:
-    return request.app.state.gate
+def desk_of(request: Request) -> FrontDesk:
+    return request.app.state.desk
 
 
-def busy(exc: Busy) -> HTTPException:
-    return HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
+def refused(exc: Rejected) -> HTTPException:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return HTTPException(exc.status, str(exc), headers=headers)
 
 
 def caller(request: Request) -> str:
@@ -97,37 +99,15 @@ def caller(request: Request) -> str:
 
 Caller = Annotated[str, Depends(caller)]
 Svc = Annotated[Services, Depends(services_of)]
-Admission = Annotated[Gate, Depends(gate_of)]
+Desk = Annotated[FrontDesk, Depends(desk_of)]
 
 
-def make_sampling(services: Services, s: SamplingIn) -> Sampling:
+async def admit(desk: FrontDesk, req: Ask) -> Question:
+    """The desk's validated question, or the HTTP error that says why not (before any response starts)."""
     try:
-        base = preset(s.preset or services.settings.answer.preset)
-        return base.with_overrides(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_tokens=s.max_tokens,
-                                   seed=s.seed)
-    except SamplingError as exc:
-        raise HTTPException(422, f"sampling: {exc}") from None
-
-
-def check_question(services: Services, text: str) -> str:
-    limit = services.settings.api.max_question_chars
-    if len(text) > limit:
-        raise HTTPException(413, f"the question is {len(text)} characters; the limit is {limit} "
-                                 "(CITEWISE_MAX_QUESTION_CHARS)")
-    if not text.strip():
-        raise HTTPException(422, "the question is empty")
-    return text
-
-
-def build_question(services: Services, body: AskIn, who: str, channel: str = "api") -> Question:
-    try:
-        parsed = grammar.parse_all(body.filters)
-    except grammar.FilterError as exc:
-        raise HTTPException(422, f"filters: {exc}") from None
-    conversation = body.conversation_id or str(uuid.uuid4())
-    # conversations are namespaced by caller, so nobody continues (or reads the history of) another's conversation
-    return Question(check_question(services, body.question), f"{channel}:{who}:{conversation}", channel, who, parsed,
-                    make_sampling(services, body.sampling), body.sources)
+        return await asyncio.to_thread(desk.prepare, req)
+    except Rejected as exc:
+        raise refused(exc) from None
 
 
 def public(answer_json: dict[str, Any], conversation_id: str) -> dict[str, Any]:
@@ -138,45 +118,35 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def admit(gate: Gate) -> None:
-    """Refuse before any response starts when the answer queue is full."""
-    try:
-        gate.check()
-    except Busy as exc:
-        raise busy(exc) from None
-
-
-async def answer_whole(services: Services, question: Question, gate: Gate) -> Answer:
+async def answer_whole(desk: FrontDesk, question: Question) -> Answer:
     """The finished answer (for callers that do not stream); 503 when busy, 502 when the chain fails."""
-    answer = None
     try:
-        async for item in stream_answer(services, question, gate):
-            if isinstance(item, Done):
-                answer = item.answer
-    except Busy as exc:
-        raise busy(exc) from None
+        return await desk.answer_async(question)
+    except Rejected as exc:
+        raise refused(exc) from None
     except Exception as exc:
         raise HTTPException(502, f"the answer failed: {exc}") from None
-    assert answer is not None
-    return answer
 
 
 router = APIRouter(prefix="/v1", tags=["citewise"])
 
 
 @router.post("/ask", summary="Answer a question from the documents, with citations")
-async def ask_route(body: AskIn, who: Caller, services: Svc, gate: Admission, stream: bool = False):
+async def ask_route(body: AskIn, who: Caller, desk: Desk, stream: bool = False):
     """``?stream=true`` answers with server-sent events: ``token`` events, then one ``answer`` (or ``error``).
     When the server is at capacity: 503 with Retry-After."""
-    question = build_question(services, body, who)
-    admit(gate)
+    s = body.sampling
+    # conversations are namespaced by caller, so nobody continues (or reads the history of) another's conversation
+    question = await admit(desk, Ask(
+        body.question, "api", who, f"api:{who}:{body.conversation_id or uuid.uuid4()}", tuple(body.filters),
+        s.preset, s.temperature, s.top_p, s.top_k, s.max_tokens, s.seed, body.sources))
     if not stream:
-        answer = await answer_whole(services, question, gate)
+        answer = await answer_whole(desk, question)
         return public(answer.to_json(), question.conversation_id)
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            async for item in stream_answer(services, question, gate):
+            async for item in desk.stream(question):
                 if isinstance(item, Token):
                     yield sse("token", {"text": item.text})
                 else:

@@ -9,9 +9,8 @@ import chainlit as cl
 from chainlit.types import ThreadDict
 
 from chat import web
+from chat.frontdesk import Rejected, Request, Token
 from chat.render_web import answer_markdown, chip, source_page
-from chat.streaming import Busy, Token, stream_answer
-from chat.types import Question
 from chat.web_settings import Choices, PanelError, apply, defaults, widgets
 from retrieval import store
 
@@ -39,7 +38,7 @@ if web.current().logins.header:
 
 async def _source_names() -> list[str]:
     def read() -> list[str]:
-        with web.current().services.pool.connection() as conn:
+        with web.current().desk.services.pool.connection() as conn:
             return store.source_names(conn)
     return await asyncio.to_thread(read)
 
@@ -49,7 +48,7 @@ async def _show_panel(values: dict) -> None:
 
 
 async def _start(values: dict) -> None:
-    cfg = web.current().services.settings
+    cfg = web.current().desk.services.settings
     try:
         choices = apply(values, defaults(cfg.answer.preset, cfg.answer.sources))
     except PanelError:
@@ -82,34 +81,37 @@ async def _on_settings(values: dict) -> None:
     await web.current().data_layer.update_thread(cl.context.session.thread_id, metadata={"settings": choices.values})
 
 
+async def _say(reply: cl.Message, text: str, streamed: bool) -> None:
+    """Show ``text`` as the reply: replacing what streamed, or as a new message when nothing did."""
+    reply.content = text
+    await (reply.update() if streamed else reply.send())
+
+
 @cl.on_message
 async def _on_message(message: cl.Message) -> None:
     ctx = web.current()
-    limit = ctx.services.settings.api.max_question_chars
-    if len(message.content) > limit:
-        await cl.ErrorMessage(content=f"That question is {len(message.content)} characters; the limit is {limit}. "
-                                      "Shorten it, or ask an admin to raise CITEWISE_MAX_QUESTION_CHARS.").send()
-        return
     choices: Choices = cl.user_session.get(_CHOICES)
     user = cl.user_session.get("user")
     reply = cl.Message(content="")
-    question = Question(text=message.content, conversation_id=cl.context.session.thread_id, channel="web",
-                        user_id=user.identifier if user else None, filters=choices.filters,
-                        sampling=choices.sampling, sources=choices.sources, client_ref=reply.parent_id)
-    answer = None
+    chosen = choices.sampling
+    request = Request(message.content, "web", user.identifier if user else None, cl.context.session.thread_id,
+                      tuple(choices.filters), choices.values["preset"], chosen.temperature, chosen.top_p,
+                      chosen.top_k, sources=choices.sources, client_ref=reply.parent_id)
+    answer, streamed = None, False
     try:
-        async for item in stream_answer(ctx.services, question, ctx.gate):
+        question = await asyncio.to_thread(ctx.desk.prepare, request)
+        async for item in ctx.desk.stream(question):
             if isinstance(item, Token):
+                streamed = True
                 await reply.stream_token(item.text)
             else:
                 answer = item.answer
-    except Busy as exc:
-        reply.content = f"**Too many questions at once right now.** {exc}"
-        await reply.update()
+    except Rejected as exc:
+        title = "Too many questions at once right now." if exc.status == 503 else "That question cannot be asked:"
+        await _say(reply, f"**{title}** {exc}", streamed)
         return
     except Exception as exc:  # the chain recorded the turn as failed; the user gets the reason
-        reply.content = f"**The answer failed:** {exc}"
-        await reply.update()
+        await _say(reply, f"**The answer failed:** {exc}", streamed)
         return
     assert answer is not None
     text, listed = answer_markdown(answer)

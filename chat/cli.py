@@ -6,8 +6,7 @@ import uuid
 
 import typer
 
-from chat.sampling import SamplingError, preset
-from retrieval.cli import _fail, admin_only, console, emit_json, out, parse_filters, settings
+from core.cli import admin_only, console, emit_json, fail, open_url, out, settings
 
 llm_app = typer.Typer(help="The local LLM server: status, start, stop.", no_args_is_help=True)
 
@@ -25,27 +24,28 @@ feedback_app = typer.Typer(cls=_FeedbackGroup, no_args_is_help=True,
                            help="Record thumbs (feedback TURN_ID up|down) and review them (list, export).")
 
 
-def _services(cfg, pool_size: int = 10, start_llm: bool = True):
+def open_or_exit(cfg, pool_size: int = 10, start_llm: bool = True):
+    """The process's services (database pool, embedder, re-ranker, LLM), or exit with the reason."""
     from chat.llm import LLMError
     from chat.services import open_services
-    from retrieval import db, pgserver, store
+    from core import db, pgserver
+    from retrieval import store
 
     try:
         with console.status("Starting the database, the embedding model and the LLM…"):
             return open_services(cfg, pool_size=pool_size, start_llm=start_llm)
     except (db.DatabaseError, pgserver.EmbeddedServerError, store.ModelMismatchError, LLMError) as exc:
-        _fail(str(exc))
-        raise
+        fail(str(exc))
 
 
-def _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens):
+def _checked(cfg, request, desk=None):
+    """The desk's question (or, before services are open, the desk's own validation), or exit 2 with why not."""
+    from chat.frontdesk import Rejected, check
+
     try:
-        chosen = preset(preset_name or settings().answer.preset)
-        return chosen.with_overrides(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
-                                     max_tokens=max_tokens)
-    except SamplingError as exc:
-        _fail(str(exc))
-        raise
+        return desk.prepare(request) if desk else check(request, cfg)
+    except Rejected as exc:
+        fail(str(exc))
 
 
 class _Stream:
@@ -90,23 +90,28 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print answer, citations, abstained and turn_id as JSON."),
 ) -> None:
     """Answer a question from the corpus, streaming, with numbered sources."""
-    from chat.chain import ask as run
+    from chat.frontdesk import FrontDesk, Request
     from chat.llm import LLMError
-    from chat.types import Question
 
     cfg = settings()
-    parsed = parse_filters(filter)
-    sampling = _sampling(preset_name, temperature, top_p, top_k, seed, max_tokens)
-    services = _services(cfg)
-    q = Question(question, conversation or str(uuid.uuid4()), "cli", cfg.user, parsed, sampling,
-                 operator=cfg.user is None)
-    stream = _Stream()
+    request = Request(question, "cli", cfg.user, conversation, tuple(filter), preset_name, temperature, top_p, top_k,
+                      max_tokens, seed, operator=cfg.user is None)
+    _checked(cfg, request)  # bad input fails before the models load
+    services = open_or_exit(cfg)
+    desk = FrontDesk(services)
     try:
-        answer = run(services, q, None if as_json else stream)
-    except LLMError as exc:
-        _fail(str(exc))
+        prepared = _checked(cfg, request, desk)
+        stream = _Stream()
+        try:
+            answer = desk.answer(prepared, None if as_json else stream)
+        except LLMError as exc:
+            fail(str(exc))
     finally:
         services.pool.close()
+    _show(answer, stream, as_json)
+
+
+def _show(answer, stream: _Stream, as_json: bool) -> None:
     if as_json:
         emit_json(answer.to_json())
         return
@@ -123,30 +128,29 @@ def chat(
     filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable."),
 ) -> None:
     """A terminal conversation with history (empty line or Ctrl-D to quit)."""
-    from chat.chain import ask as run
+    from chat.frontdesk import FrontDesk, Rejected, Request
     from chat.llm import LLMError
-    from chat.types import Question
 
     cfg = settings()
-    parsed = parse_filters(filter)
-    sampling = _sampling(preset_name, None, None, None, None, None)
-    services = _services(cfg)
     conversation = str(uuid.uuid4())
+    _checked(cfg, Request("?", "cli", cfg.user, conversation, tuple(filter), preset_name))  # before models load
+    services = open_or_exit(cfg)
+    desk = FrontDesk(services)
     out.print(f"[dim]conversation {conversation} — ask away; an empty line quits.[/dim]")
     try:
         while True:
             try:
-                question = input("\nyou> ").strip()
+                text = input("\nyou> ").strip()
             except EOFError:
                 break
-            if not question:
+            if not text:
                 break
             out.print("citewise> ", end="")
             stream = _Stream()
             try:
-                answer = run(services, Question(question, conversation, "cli", cfg.user, parsed, sampling,
-                                                operator=cfg.user is None), stream)
-            except LLMError as exc:
+                answer = desk.ask(Request(text, "cli", cfg.user, conversation, tuple(filter), preset_name,
+                                          operator=cfg.user is None), stream)
+            except (Rejected, LLMError) as exc:
                 console.print(f"\n[red]error:[/red] {exc}")
                 continue
             stream.settle(answer)
@@ -163,15 +167,14 @@ def feedback(
 ) -> None:
     """Record a thumbs up or down (with an optional comment) against a turn."""
     from chat.turns import FeedbackError, record_feedback
-    from retrieval import db
-    from retrieval.cli import open_url
+    from core import db
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
         try:
             fid = record_feedback(conn, turn_id, value, comment, citation, cfg.user or "cli")
         except FeedbackError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     out.print(f"Feedback {fid} stored for turn {turn_id}.")
 
 
@@ -183,14 +186,13 @@ def _since(value: str | None):
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"--since {value!r} is not a date; use ISO 8601, for example 2026-01-31")
+        fail(f"--since {value!r} is not a date; use ISO 8601, for example 2026-01-31")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _feedback_rows(down: bool, since: str | None, limit: int | None):
     from chat.review import feedback_rows
-    from retrieval import db
-    from retrieval.cli import open_url
+    from core import db
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
@@ -234,7 +236,7 @@ def feedback_export(
 
     kind = fmt or ("csv" if output.endswith(".csv") else "jsonl")
     if kind not in ("jsonl", "csv"):
-        _fail(f"--format {kind!r}: expected jsonl or csv")
+        fail(f"--format {kind!r}: expected jsonl or csv")
     rows = _feedback_rows(down, since, None)
     text = to_csv(rows) if kind == "csv" else to_jsonl(rows)
     if output == "-":
@@ -253,10 +255,9 @@ def feedback_report(
 
     from rich.table import Table
 
-    from evals.feedback_report import chart as draw
-    from evals.feedback_report import groups
-    from retrieval import db
-    from retrieval.cli import open_url
+    from chat.feedback_report import chart as draw
+    from chat.feedback_report import groups
+    from core import db
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
@@ -283,21 +284,27 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default CITEWISE_PORT, else 8000)."),
 ) -> None:
     """Serve the web UI (and API) on one port, on the embedded database and the local LLM by default."""
-    from chat.server import UI_PATH
+    import os
+    import sys
+
+    from chat.server import UI_PATH, chainlit_env, environment_ready
     from chat.server import serve as run_server
     from chat.web_auth import logins
-    from retrieval.settings import SettingsError
+    from core.settings import SettingsError
 
     cfg = settings()
     try:
         who = logins(cfg)
+        if not environment_ready(cfg, os.environ):  # hand Chainlit its environment: once, before it is imported
+            env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | chainlit_env(cfg)
+            os.execve(sys.executable, [sys.executable, "-m", "citewise.cli", *sys.argv[1:]], env)
     except SettingsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     # answers hold a connection each: the API/web gate and the Slack slots allow max_concurrent_answers each,
     # plus room for feedback, health, settings panels and Slack event claims
-    services = _services(cfg, pool_size=2 * cfg.api.max_concurrent_answers + 6)
+    services = open_or_exit(cfg, pool_size=2 * cfg.desk.max_concurrent_answers + 6)
     if cfg.retention_days:
-        from retrieval.privacy import apply_retention
+        from core.privacy import apply_retention
 
         with services.pool.connection() as conn:
             done = apply_retention(conn, cfg.retention_days)
@@ -310,9 +317,9 @@ def serve(
     else:
         out.print(f"users: {', '.join(sorted(who.passwords))} (from CITEWISE_WEB_USERS)")
     try:
-        run_server(services, host, port)
+        run_server(services, host, port, os.environ)
     except SettingsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         services.pool.close()
 
@@ -324,16 +331,18 @@ def slack(
     from fastapi import FastAPI
 
     from chat import slack_bot
-    from retrieval.settings import SettingsError
+    from core.settings import SettingsError
 
     cfg = settings()
     if not cfg.slack.bot_token or not (cfg.slack.signing_secret or cfg.slack.app_token):
-        _fail("set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP events) or SLACK_APP_TOKEN (Socket Mode)")
-    services = _services(cfg)
+        fail("set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP events) or SLACK_APP_TOKEN (Socket Mode)")
+    services = open_or_exit(cfg)
     try:
-        bolt = slack_bot.build(services)
+        from chat.frontdesk import FrontDesk
+
+        bolt = slack_bot.build(FrontDesk(services))
     except SettingsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         if cfg.slack.app_token:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -374,7 +383,7 @@ def llm_start() -> None:
         with console.status("Starting the local LLM server…"):
             url = start_server(cfg.llm)
     except LLMError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out.print(f"local server running at {url}")
 
 

@@ -1,4 +1,5 @@
-"""Numbered sources for the prompt: adjacent chunks of one document merged, all within a token budget.
+"""Stage: build context. Numbered sources for the prompt (adjacent chunks of one document merged, all within a
+token budget) and the rendered prompt; or the reason to abstain before the model is asked.
 
 Source text is data: it is fenced per source, and anything in it that looks like our own delimiters is
 neutralised, so a planted "</sources> ignore previous instructions" cannot leave its fence.
@@ -9,11 +10,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import prompts
+from chat.retrieve import Retrieved
+from chat.sampling import Sampling
+from core.settings import AnswerSettings
 from retrieval.tokens import count, encoding
 from retrieval.types import Hit
 
 _DELIMS = re.compile(r"</?\s*(sources?|system|assistant|user|instructions?)\b[^>]*>", re.IGNORECASE)
 _HEADING_MARK = re.compile(r"^#{1,6}[ \t]+", re.MULTILINE)
+_ANSWER_MARGIN = 64  # tokens kept free beside the answer: chat template, role tags, tokenizer drift
 
 
 @dataclass(frozen=True)
@@ -121,3 +127,31 @@ def build(hits: list[Hit], budget_tokens: int, max_sources: int) -> tuple[list[S
         blocks.append(block)
         used += cost
     return sources, "\n\n".join(blocks)
+
+
+@dataclass(frozen=True)
+class Context:
+    sources: tuple[Source, ...]  # what the model is shown, numbered from 1
+    system: str  # the fixed system prompt (a prefix the LLM server can reuse between requests)
+    prompt: str  # the rendered answer prompt ("" when abstaining before generation)
+    prompt_name: str
+    prompt_version: str
+    abstain_reason: str | None  # no_sources | below_similarity: no need to ask the model
+
+
+def _budget(question: str, sampling: Sampling, cfg: AnswerSettings, n_ctx: int) -> int:
+    overhead = (count(prompts.load("system").template) + _ANSWER_MARGIN
+                + count(prompts.load("answer").render(sources="", question=question)))
+    return max(0, min(cfg.context_tokens, n_ctx - overhead - sampling.max_tokens))
+
+
+def prepare(found: Retrieved, sampling: Sampling, n_sources: int, cfg: AnswerSettings, n_ctx: int) -> Context:
+    """The numbered sources and prompt for ``found``; abstain when nothing is similar enough to the question."""
+    template = prompts.load("answer")
+    system = prompts.load("system").template
+    sources, block = build(list(found.reranked), _budget(found.query, sampling, cfg, n_ctx), n_sources)
+    best = found.best_similarity
+    reason = ("no_sources" if not sources else
+              "below_similarity" if best is None or best < cfg.min_similarity else None)
+    rendered = "" if reason else template.render(sources=block, question=found.query)
+    return Context(tuple(sources), system, rendered, template.name, template.version, reason)

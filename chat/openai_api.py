@@ -14,9 +14,10 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat.api import Admission, Caller, SamplingIn, Svc, admit, answer_whole, check_question, make_sampling
-from chat.streaming import Token, stream_answer
-from chat.types import Answer, Question
+from chat.api import Caller, Desk, admit, answer_whole
+from chat.frontdesk import Request as Ask
+from chat.frontdesk import Token
+from chat.types import Answer
 
 MODEL = "citewise"
 _FOOTER = "\n\nSources:\n"
@@ -65,14 +66,12 @@ def _history(messages: list[Message]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs[-6:])
 
 
-def question_of(services, body: ChatIn, who: str) -> Question:
+def request_of(body: ChatIn, who: str) -> Ask:
     if body.messages[-1].role != "user":
         raise HTTPException(422, "the last message must be the user's question (role 'user')")
-    sampling = make_sampling(services, SamplingIn(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
-                                                  max_tokens=body.max_tokens or body.max_completion_tokens,
-                                                  seed=body.seed))
-    return Question(check_question(services, body.messages[-1].text()), f"openai:{who}:{uuid.uuid4()}", "api", who,
-                    sampling=sampling, history=_history(body.messages[:-1]))
+    return Ask(body.messages[-1].text(), "api", who, f"openai:{who}:{uuid.uuid4()}", temperature=body.temperature,
+               top_p=body.top_p, top_k=body.top_k, max_tokens=body.max_tokens or body.max_completion_tokens,
+               seed=body.seed, history=_history(body.messages[:-1]))
 
 
 def _extras(answer: Answer) -> dict[str, Any]:
@@ -89,12 +88,11 @@ def models() -> dict[str, Any]:
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat over the corpus, citations included")
-async def chat_completions(body: ChatIn, who: Caller, services: Svc, gate: Admission):
-    question = question_of(services, body, who)
-    admit(gate)
+async def chat_completions(body: ChatIn, who: Caller, desk: Desk):
+    question = await admit(desk, request_of(body, who))
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not body.stream:
-        answer = await answer_whole(services, question, gate)
+        answer = await answer_whole(desk, question)
         prompt, completion = answer.prompt_tokens or 0, answer.completion_tokens or 0
         return {"id": cid, "object": "chat.completion", "created": created, "model": MODEL,
                 "choices": [{"index": 0, "finish_reason": "stop",
@@ -112,7 +110,7 @@ async def chat_completions(body: ChatIn, who: Caller, services: Svc, gate: Admis
         yield chunk({"role": "assistant", "content": ""})
         streamed = ""
         try:
-            async for item in stream_answer(services, question, gate):
+            async for item in desk.stream(question):
                 if isinstance(item, Token):
                     streamed += item.text
                     yield chunk({"content": item.text})

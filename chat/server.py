@@ -1,29 +1,31 @@
 """One HTTP server for citewise: the Chainlit UI under /chat, the JSON and OpenAI-compatible API under /v1,
 and Slack's events at /slack/events when Slack is configured.
 
-Chainlit reads its configuration directory and environment when first imported, so :func:`create_app` prepares
-both (an app root under ``$CITEWISE_HOME/web`` with the committed config, the session-signing secret) before any
-Chainlit import.
+Chainlit reads its configuration directory and signing secret from the environment when first imported. Rather
+than write ``os.environ`` at run time, ``citewise serve`` re-executes its process with :func:`chainlit_env` added
+(an app root under ``$CITEWISE_HOME/web`` holding the committed config, the session-signing secret, and no
+``DATABASE_URL``, which would switch on Chainlit's own data layer); :func:`create_app` checks that it was.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
-from chat.chain import Services
+from chat.services import Services
 from chat.web_auth import auth_secret, logins
+from core.settings import Settings, SettingsError
 
 UI_PATH = "/chat"
 _HERE = Path(__file__).parent
 
 
-def _app_root(services: Services) -> Path:
-    root = services.settings.home / "web"
+def _app_root(settings: Settings) -> Path:
+    root = settings.home / "web"
     (root / ".chainlit").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_HERE / "chainlit" / "config.toml", root / ".chainlit" / "config.toml")
     shutil.copyfile(_HERE / "chainlit" / "chainlit.md", root / "chainlit.md")
@@ -43,33 +45,41 @@ def _ui_user(request: Request) -> str:
         raise HTTPException(401, "your session has expired; log in again") from None
 
 
-def create_app(services: Services) -> FastAPI:
-    """The ASGI app serving the UI (and, as they are added, the API and Slack events)."""
+def chainlit_env(settings: Settings) -> dict[str, str]:
+    """What Chainlit must find in the environment when it is imported (the app root is prepared here)."""
+    return {"CHAINLIT_APP_ROOT": str(_app_root(settings)), "CHAINLIT_AUTH_SECRET": auth_secret(settings)}
+
+
+def environment_ready(settings: Settings, environ: Mapping[str, str]) -> bool:
+    wanted = chainlit_env(settings)
+    return all(environ.get(k) == v for k, v in wanted.items()) and "DATABASE_URL" not in environ
+
+
+def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
+    """The ASGI app serving the UI, the JSON and OpenAI-compatible API and Slack's events."""
     settings = services.settings
-    os.environ["CHAINLIT_APP_ROOT"] = str(_app_root(services))
-    os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(settings)
-    os.environ.pop("DATABASE_URL", None)  # would switch on Chainlit's own data layer (see docs/architecture.md)
+    if not environment_ready(settings, environ):
+        raise SettingsError("the web server must be started by `citewise serve` (Chainlit reads its configuration "
+                            "from the environment that command prepares)")
     from chainlit.utils import mount_chainlit
 
     from chat import api, openai_api, web
     from chat.api import parse_tokens
     from chat.datalayer import CitewiseDataLayer
-    from chat.streaming import Gate
+    from chat.frontdesk import FrontDesk
 
     layer = CitewiseDataLayer(services.pool.conninfo)
-
-    gate = Gate(settings.api.max_concurrent_answers, settings.api.max_queued_answers)
-    web.install(web.WebContext(services, logins(settings), layer, gate))
+    desk = FrontDesk(services)  # one desk, and so one admission gate, for the web UI, the API and Slack
+    web.install(web.WebContext(desk, logins(settings), layer))
     app = FastAPI(title="citewise", summary="Answers from your documents, every claim cited.")
-    app.state.services = services
-    app.state.gate = gate
+    app.state.desk = desk
     app.state.api_tokens = parse_tokens(settings.api.tokens)
     app.include_router(api.router)
     app.include_router(openai_api.router)
     if settings.slack.enabled and not settings.slack.app_token:
         from chat import slack_bot
 
-        slack_bot.mount(app, slack_bot.build(services))
+        slack_bot.mount(app, slack_bot.build(desk))
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
@@ -87,7 +97,7 @@ def create_app(services: Services) -> FastAPI:
     return app
 
 
-def serve(services: Services, host: str, port: int) -> None:
+def serve(services: Services, host: str, port: int, environ: Mapping[str, str]) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(services), host=host, port=port, log_level="warning", proxy_headers=False)
+    uvicorn.run(create_app(services, environ), host=host, port=port, log_level="warning", proxy_headers=False)

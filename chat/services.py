@@ -1,16 +1,27 @@
-"""Opening the long-lived resources a process needs to answer questions (once per process)."""
+"""The long-lived resources a process opens once to answer questions: database pool, embedder, re-ranker, LLM."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
-from chat.chain import Services
-from chat.llm import endpoint
-from retrieval import db, store
-from retrieval.embed import load_embedder
-from retrieval.rerank import load_reranker
-from retrieval.settings import Settings
+from chat.llm import Endpoint, endpoint
+from core import db
+from core.settings import Settings
+from retrieval import store
+from retrieval.embed import Embedder, load_embedder
+from retrieval.rerank import Reranker, load_reranker
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    pool: ConnectionPool
+    embedder: Embedder
+    reranker: Reranker
+    llm: Endpoint
 
 
 def open_pool(url: str, max_size: int = 10) -> ConnectionPool:

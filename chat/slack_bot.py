@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,13 +19,13 @@ from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
 
-from chat.chain import Services, ask
+from chat.frontdesk import FrontDesk, Rejected
+from chat.frontdesk import Request as Ask
 from chat.render_slack import answer_blocks, escape, fallback_text, feedback_modal
-from chat.sampling import preset
+from chat.services import Services
 from chat.turns import FeedbackError, annotate_feedback, record_feedback
-from chat.types import Question
+from core.settings import SettingsError, SlackSettings
 from retrieval import filters as grammar
-from retrieval.settings import SettingsError, SlackSettings
 
 _MENTION = re.compile(r"<@[A-Z0-9]+>")
 
@@ -67,9 +67,15 @@ class _Updater:
             self.client.chat_update(channel=self.channel, ts=self.ts, text=escape(self.text) + " …")
 
 
-def answer_event(services: Services, client: WebClient, event: dict[str, Any],
-                 filters_by_channel: dict[str, list[grammar.Filter]], slots: threading.Semaphore | None = None) -> None:
-    cfg = services.settings.slack
+def _refusal(exc: Rejected) -> str:
+    if exc.status == 503:
+        return f"I am answering many questions right now ({escape(str(exc))}); please ask again in a minute."
+    return f"Sorry, I cannot take that: {escape(str(exc))}"
+
+
+def answer_event(desk: FrontDesk, client: WebClient, event: dict[str, Any],
+                 filters_by_channel: dict[str, list[grammar.Filter]]) -> None:
+    cfg = desk.services.settings.slack
     channel, user = event["channel"], event.get("user")
     thread_ts = event.get("thread_ts") or event["ts"]
     if cfg.allowed_users and user not in cfg.allowed_users:
@@ -82,50 +88,37 @@ def answer_event(services: Services, client: WebClient, event: dict[str, Any],
         client.chat_postMessage(channel=channel, thread_ts=thread_ts,
                                 text="Ask me a question about our documents, for example: _How do I ingest PDFs?_")
         return
-    limit = services.settings.api.max_question_chars
-    if len(text) > limit:
-        client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                text=f"That question is {len(text)} characters; please keep it under {limit}.")
-        return
-    if slots is not None and not slots.acquire(timeout=120):
-        client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                text="I am answering many questions right now; please ask again in a minute.")
-        return
+    request = Ask(text, "slack", user, f"slack:{channel}:{thread_ts}",
+                      tuple(filters_by_channel.get(channel, filters_by_channel.get("*", []))))
     try:
-        _answer(services, client, event, filters_by_channel, text, thread_ts)
-    finally:
-        if slots is not None:
-            slots.release()
-
-
-def _answer(services: Services, client: WebClient, event: dict[str, Any],
-            filters_by_channel: dict[str, list[grammar.Filter]], text: str, thread_ts: str) -> None:
-    cfg = services.settings.slack
-    channel, user = event["channel"], event.get("user")
+        question = desk.prepare(request)
+    except Rejected as exc:
+        client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=_refusal(exc))
+        return
     placeholder = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text="Searching…")
     ts = placeholder["ts"]
-    question = Question(text, f"slack:{channel}:{thread_ts}", "slack", user,
-                        filters_by_channel.get(channel, filters_by_channel.get("*", [])),
-                        preset(services.settings.answer.preset), client_ref=f"{channel}:{ts}")
     try:
-        answer = ask(services, question, _Updater(client, channel, ts, cfg.update_interval_s))
+        answer = desk.answer(replace(question, client_ref=f"{channel}:{ts}"),
+                             _Updater(client, channel, ts, cfg.update_interval_s))
+    except Rejected as exc:
+        client.chat_update(channel=channel, ts=ts, text=_refusal(exc))
+        return
     except Exception as exc:  # the turn is recorded as failed; the user gets a short reason, not silence
         client.chat_update(channel=channel, ts=ts, text=f":x: Sorry, I could not answer that: {escape(str(exc))[:300]}")
         return
     client.chat_update(channel=channel, ts=ts, text=fallback_text(answer), blocks=answer_blocks(answer))
 
 
-def build(services: Services, client: WebClient | None = None) -> App:
+def build(desk: FrontDesk, client: WebClient | None = None) -> App:
+    services = desk.services
     cfg = services.settings.slack
     by_channel = channel_filters(cfg)
     client = client or WebClient(token=cfg.bot_token, base_url=cfg.api_url or WebClient.BASE_URL)
     app = App(client=client, signing_secret=cfg.signing_secret, token_verification_enabled=False,
               request_verification_enabled=bool(cfg.signing_secret))
-    slots = threading.BoundedSemaphore(services.settings.api.max_concurrent_answers)
-
     def on_event(body: dict, event: dict, client: WebClient) -> None:
         if claim_event(services, body.get("event_id")):
-            answer_event(services, client, event, by_channel, slots)
+            answer_event(desk, client, event, by_channel)
 
     @app.event("app_mention")
     def mention(body, event, client) -> None:

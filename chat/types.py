@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chat.context import Source
 from chat.sampling import Sampling
-from retrieval.filters import Filter
+from retrieval.filters import Filter, Scope
+
+if TYPE_CHECKING:
+    from chat.context import Source
 
 ABSTAIN_TEXT = "The sources do not contain the answer."
 
@@ -38,20 +40,20 @@ class Citation:
                 "text": self.text, "date": self.date}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Question:
-    """One question as a caller asks it."""
+    """One question, validated by the front desk (chat.frontdesk), with the asker's access scope resolved."""
 
     text: str
     conversation_id: str
-    channel: str = "cli"
-    user_id: str | None = None
+    channel: str
+    user_id: str | None
+    scope: Scope  # which documents this asker may read; required, so no door forgets access control
     filters: list[Filter] = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)
     sources: int | None = None
     client_ref: str | None = None  # the caller's own id for this turn (UI run step, Slack message), for feedback
     history: tuple[tuple[str, str], ...] | None = None  # (question, answer) pairs the caller keeps (OpenAI API)
-    operator: bool = False  # the CLI's operator (no CITEWISE_USER) or an eval: no access restriction
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,12 @@ class Answer:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     auto_cited: int = 0  # markers added or corrected by the overlap check (chat.citations.repair)
+    abstain_reason: str | None = None  # why it abstained (chat.verify, chat.context.prepare)
 
     def to_json(self) -> dict[str, Any]:
         return {"answer": self.text, "citations": [c.to_json() for c in self.citations],
                 "sources": [c.to_json() for c in self.sources], "abstained": self.abstained,
                 "turn_id": self.turn_id, "standalone_question": self.standalone_question,
                 "prompt_version": self.prompt_version, "model": self.model, "removed_markers": self.removed_markers,
-                "auto_cited": self.auto_cited,
+                "auto_cited": self.auto_cited, "abstain_reason": self.abstain_reason,
                 "latency": self.latency}

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chat.chain import Services
     from chat.datalayer import CitewiseDataLayer
-    from chat.streaming import Gate
+    from chat.frontdesk import FrontDesk
     from chat.web_auth import Logins
 
 _current: WebContext | None = None
@@ -19,10 +18,9 @@ _current: WebContext | None = None
 
 @dataclass(frozen=True)
 class WebContext:
-    services: Services
+    desk: FrontDesk
     logins: Logins
     data_layer: CitewiseDataLayer
-    gate: Gate
 
 
 def install(ctx: WebContext) -> None:

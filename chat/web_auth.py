@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrieval.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 
 DEMO_USER = "demo"
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from chat import cli as chat_cli
+from core import admin_cli
+from core import cli as core_cli
 from evals.cli import debug_app, eval_app
-from retrieval import admin_cli
 from retrieval import cli as retrieval_cli
+
+_LIBRARY_ENV = {
+    "HF_HUB_OFFLINE": "1",  # the embedding model ships in a package: never ask the Hugging Face hub
+    "TOKENIZERS_PARALLELISM": "false",  # ingest forks a parse sandbox; forked tokenizer threads would deadlock
+    "TRANSFORMERS_VERBOSITY": "error",
+}
 
 app = typer.Typer(help="citewise: answers from your own documents, every claim cited.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
@@ -24,7 +33,7 @@ chat_cli.feedback_app.command("list")(chat_cli.feedback_list)
 chat_cli.feedback_app.command("export")(chat_cli.feedback_export)
 chat_cli.feedback_app.command("report")(chat_cli.feedback_report)
 app.add_typer(chat_cli.feedback_app, name="feedback")
-app.add_typer(retrieval_cli.db_app, name="db")
+app.add_typer(core_cli.db_app, name="db")
 app.add_typer(chat_cli.llm_app, name="llm")
 app.add_typer(eval_app, name="eval")
 app.add_typer(admin_cli.users_app, name="users")
@@ -33,5 +42,13 @@ app.command()(admin_cli.forget)
 app.command()(admin_cli.retention)
 app.add_typer(debug_app, name="debug")
 
-if __name__ == "__main__":
+def main() -> None:
+    """The console script. Third-party libraries take a few switches only from the environment; they are set
+    here, once, before anything imports those libraries, and never changed while citewise runs."""
+    for name, value in _LIBRARY_ENV.items():
+        os.environ.setdefault(name, value)
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -12,24 +12,15 @@ import argparse
 import json
 import random
 import resource
-import statistics
 import uuid
 from pathlib import Path
 
-from chat.chain import ask
+from chat.frontdesk import FrontDesk, Request
 from chat.services import open_services
-from chat.types import Question
+from core import db
+from core.settings import Settings
+from evals import stats
 from evals.calibrate import prepare_squad
-from retrieval import db
-from retrieval.settings import Settings
-
-
-def _pct(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    if not values:
-        return {}
-    return {"p50": round(statistics.median(values), 1),
-            "p95": round(values[min(len(values) - 1, int(len(values) * 0.95))], 1), "n": len(values)}
 
 
 def _peak_kb(pid: int) -> int:
@@ -69,8 +60,9 @@ def main() -> None:
     sample = random.Random(args.seed).sample(qas, args.n)
     stages: dict[str, list[float]] = {}
     rates, abstained, cited, gold_cited = [], 0, 0, 0
+    desk = FrontDesk(services)
     for qa in sample:
-        answer = ask(services, Question(qa.question, str(uuid.uuid4()), "eval", operator=True))
+        answer = desk.ask(Request(qa.question, "eval", None, str(uuid.uuid4()), operator=True))
         for key, value in answer.latency.items():
             stages.setdefault(key, []).append(value)
         gen_ms = answer.latency.get("total_ms", 0) - answer.latency.get("first_token_ms", 0)
@@ -82,8 +74,8 @@ def main() -> None:
     state = json.loads((settings.llm.state_dir / "server.json").read_text()) if not settings.llm.base_url else {}
     result = {
         "questions": len(sample),
-        "latency_ms": {k: _pct(v) for k, v in stages.items() if k.endswith("_ms")},
-        "tokens_per_s": _pct(rates),
+        "latency_ms": {k: stats.latency(v) for k, v in stages.items() if k.endswith("_ms")},
+        "tokens_per_s": stats.latency(rates),
         "abstained": abstained, "answers_with_citations": cited, "gold_paragraph_cited": gold_cited,
         "peak_rss_mb": {
             "chain_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

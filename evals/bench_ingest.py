@@ -14,13 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from core import db
+from core.settings import Settings
 from evals.isolated import isolated_database
-from retrieval import db, store
+from retrieval import store
 from retrieval.chunk import split
 from retrieval.embed import LocalEmbedder
 from retrieval.ingest import IngestOptions, ingest
 from retrieval.loaders import RawDocument, load_path
-from retrieval.settings import Settings
 from retrieval.store import PreparedDocument
 from retrieval.types import Document
 

@@ -17,19 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from core import db
+from core.settings import SearchSettings, Settings
+from evals import stats
 from evals.isolated import isolated_database
 from evals.retrieval import prepare
-from retrieval import db, filters, store
+from retrieval import filters, store
 from retrieval.embed import LocalEmbedder
+from retrieval.filters import EVERYTHING
 from retrieval.search import search_vector
-from retrieval.settings import SearchSettings, Settings
 from retrieval.store import PreparedDocument
 from retrieval.types import Chunk, Document
-
-
-def _pct(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    return {"p50_ms": statistics.median(values), "p95_ms": values[min(len(values) - 1, int(len(values) * 0.95))]}
 
 
 def _latencies(url: str, embedder, queries: list[str], cfg: SearchSettings, exprs: list[str]) -> dict:
@@ -40,19 +38,21 @@ def _latencies(url: str, embedder, queries: list[str], cfg: SearchSettings, expr
             t0 = time.perf_counter()
             vec = embedder.embed_batch([q])[0]
             t1 = time.perf_counter()
-            search_vector(conn, q, vec, k=10, filters=parsed, cfg=cfg)
+            search_vector(conn, q, vec, scope=EVERYTHING, k=10, filters=parsed, cfg=cfg)
             t2 = time.perf_counter()
             with_embed.append((t2 - t0) * 1000)
             without.append((t2 - t1) * 1000)
-    return {"with_embedding": _pct(with_embed), "search_only": _pct(without)}
+    return {"with_embedding": stats.latency(with_embed, "_ms", None),
+            "search_only": stats.latency(without, "_ms", None)}
 
 
 def _recall(url: str, vectors: np.ndarray, queries: list[str], cfg: SearchSettings) -> float:
     hits = []
     with db.connect(url) as conn:
         for q, v in zip(queries, vectors, strict=True):
-            approx = {h.chunk_id for h in search_vector(conn, q, v, k=10, mode="vector", cfg=cfg)}
-            exact = {h.chunk_id for h in search_vector(conn, q, v, k=10, mode="vector", cfg=cfg, exact=True)}
+            kw = {"scope": EVERYTHING, "k": 10, "mode": "vector", "cfg": cfg}
+            approx = {h.chunk_id for h in search_vector(conn, q, v, **kw)}  # type: ignore[arg-type]
+            exact = {h.chunk_id for h in search_vector(conn, q, v, exact=True, **kw)}  # type: ignore[arg-type]
             hits.append(len(approx & exact) / 10)
     return statistics.fmean(hits)
 

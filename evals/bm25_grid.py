@@ -11,10 +11,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from core import db
+from core.settings import Settings
 from evals.retrieval import evaluate, prepare
-from retrieval import db, keywords
+from retrieval import keywords
 from retrieval.embed import load_embedder, passage_text
-from retrieval.settings import Settings
 
 
 def main() -> None:

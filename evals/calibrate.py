@@ -11,13 +11,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import db
+from core.settings import Settings
 from evals import squad
 from evals.isolated import isolated_database
-from retrieval import db, filters
+from retrieval import filters
 from retrieval.embed import Embedder
+from retrieval.filters import EVERYTHING
 from retrieval.ingest import IngestOptions, ingest
 from retrieval.search import search_vector
-from retrieval.settings import Settings
 from retrieval.types import content_hash
 
 
@@ -32,7 +34,7 @@ class Calibration:
 
 def prepare_squad(settings: Settings, embedder: Embedder, path: Path) -> tuple[str, list[squad.QA]]:
     docs, qas = squad.load(path)
-    key = content_hash(embedder.name, settings.chunk, settings.scrub_pii, path.name)[:10]
+    key = content_hash(embedder.name, settings.chunk, settings.ingest.scrub_pii, path.name)[:10]
     url = isolated_database(db.database_url(settings), f"citewise_eval_squad_{key}")
     with tempfile.TemporaryDirectory() as tmp:
         corpus = squad.write_corpus(docs, Path(tmp) / "paragraphs.jsonl")
@@ -49,7 +51,8 @@ def best_similarities(url: str, embedder: Embedder, settings: Settings, qas: lis
     with db.connect(url) as conn:
         for q, v in zip(qas, vectors, strict=True):
             for bucket, flt in ((answerable, []), (unanswerable, [filters.make("meta.article", "!=", q.article)])):
-                hits = search_vector(conn, q.question, v, k=settings.rerank.fetch, filters=flt, cfg=settings.search)
+                hits = search_vector(conn, q.question, v, scope=EVERYTHING, k=settings.rerank.fetch, filters=flt,
+                                     cfg=settings.search)
                 bucket.append(max((h.vector_similarity or -1.0) for h in hits) if hits else -1.0)
     return answerable, unanswerable
 

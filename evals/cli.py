@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from retrieval.cli import _fail, admin_only, console, emit_json, load_embedder, open_url, out, settings
+from core.cli import admin_only, console, emit_json, fail, open_url, out, settings
+from retrieval.cli import load_embedder, scope_of
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def retrieval(
     modes = mode or list(EVAL_MODES)
     for m in modes:
         if m not in EVAL_MODES:
-            _fail(f"unknown mode {m!r}; expected one of {', '.join(EVAL_MODES)}")
+            fail(f"unknown mode {m!r}; expected one of {', '.join(EVAL_MODES)}")
     cfg = settings()
     open_url(cfg)
     embedder = load_embedder(cfg)
@@ -79,22 +80,23 @@ def calibrate(
 
 def _answer_services(cfg, dataset: Path):
     """Services on the dataset's isolated database (ingested once, reused)."""
-    from chat.cli import _services
+    from chat.cli import open_or_exit
     from evals.calibrate import prepare_squad
 
     embedder = load_embedder(cfg)
     with console.status("Ingesting the paragraphs into an isolated database (reused on later runs)…"):
         url, qas = prepare_squad(cfg, embedder, dataset)
-    return _services(cfg.with_database(url)), qas
+    return open_or_exit(cfg.with_database(url)), qas
 
 
 def _run_answers(cfg, dataset: Path, limit: int, seed: int):
+    from chat.frontdesk import FrontDesk
     from evals.answers import run
 
     services, qas = _answer_services(cfg, dataset)
     try:
         with console.status(f"Asking {limit} questions through the chain…") as status:
-            return run(services, qas, limit, seed,
+            return run(FrontDesk(services), qas, limit, seed,
                        on_progress=lambda i, n: status.update(f"Asked {i}/{n} questions through the chain…"))
     finally:
         services.pool.close()
@@ -107,7 +109,7 @@ def answers(
     seed: int = typer.Option(0, help="Sample and sampling seed."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Answer quality through the full chain: EM/F1, citation precision/recall, unsupported claims, abstention."""
+    """Answer quality through the full chain: EM/F1, citation precision/recall, cited gold answer, abstention."""
     cfg = settings()
     open_url(cfg)
     result = _run_answers(cfg, dataset, limit, seed)
@@ -118,7 +120,7 @@ def answers(
     table.add_column("figure")
     table.add_column("value")
     for name in ("exact_match", "f1", "gold_contained", "citation_precision", "citation_recall",
-                 "unsupported_claim_rate", "false_abstention", "correct_abstention", "failures"):
+                 "cited_gold_answer", "false_abstention", "correct_abstention", "failures"):
         value = getattr(result, name)
         table.add_row(name, "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
     for stage, pct in result.latency_ms.items():
@@ -130,7 +132,7 @@ def _ints(csv: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in csv.split(",") if x.strip())
     except ValueError:
-        _fail(f"{csv!r}: expected comma-separated whole numbers")
+        fail(f"{csv!r}: expected comma-separated whole numbers")
         raise
 
 
@@ -173,14 +175,14 @@ def run_all(
 @eval_app.command("replay")
 def replay_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Re-run retrieval for every rated turn and golden case with today's configuration; report regressions."""
-    from chat.cli import _services
+    from chat.cli import open_or_exit
+    from core import db
     from evals.replay import replay
-    from retrieval import db
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
         admin_only(cfg, conn, "the feedback replay")
-    services = _services(cfg, start_llm=False)  # retrieval only: no LLM needed
+    services = open_or_exit(cfg, start_llm=False)  # retrieval only: no LLM needed
     try:
         report = replay(services)
     finally:
@@ -209,8 +211,8 @@ def promote_cmd(
     note: str | None = typer.Option(None, help="Why this case matters."),
 ) -> None:
     """Add a turn to the curated golden set that `eval replay` checks."""
+    from core import db
     from evals.replay import promote
-    from retrieval import db
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
@@ -218,7 +220,7 @@ def promote_cmd(
         try:
             gid = promote(conn, turn_id, expect or None, note)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     out.print(f"Golden case {gid} holds turn {turn_id}.")
 
 
@@ -233,7 +235,7 @@ def debug_embeddings(
     tsne: bool = typer.Option(True, help="Add a t-SNE panel beside PCA (slower)."),
 ) -> None:
     """PCA (and t-SNE) projection of chunk embeddings, coloured by source."""
-    from retrieval import db
+    from core import db
     from retrieval.cli import parse_filters
     from retrieval.debug import plot
 
@@ -241,9 +243,9 @@ def debug_embeddings(
     flt = parse_filters(filter)
     with db.connect(open_url(cfg), autocommit=True) as conn:
         try:
-            counts = plot(conn, out_file, flt, limit, tsne)
+            counts = plot(conn, out_file, flt, scope_of(cfg, conn), limit, tsne)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     out.print(f"Wrote {out_file}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -253,15 +255,15 @@ def debug_neighbors(
     k: int = typer.Option(10, min=1, max=200),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The nearest chunks (exact cosine similarity) to a chunk or a text."""
+    """The nearest chunks (exact cosine similarity) to a chunk or a text, among those you may read."""
     from dataclasses import asdict
 
-    from retrieval import db
+    from core import db
     from retrieval.debug import neighbors
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
-        found = neighbors(conn, load_embedder(cfg), query, k)
+        found = neighbors(conn, load_embedder(cfg), query, scope_of(cfg, conn), k)
     if as_json:
         emit_json([asdict(n) for n in found])
         return

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import psycopg
 
+from core import db
+from core.settings import Settings
 from evals.isolated import isolated_database
-from retrieval import db
-from retrieval.settings import Settings
 
 
 def corpus(root: Path, n: int, seed: int) -> Path:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from retrieval import db
+from core import db
 
 
 def isolated_database(base_url: str, name: str, *, fresh: bool = False) -> str:

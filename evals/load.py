@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import tempfile
 import time
 from contextlib import ExitStack
@@ -72,8 +71,8 @@ async def run(base: str, users: int, duration: float, max_requests: int, timeout
     lat = sorted(stats["latencies"])
     return {"users": users, "duration_s": round(elapsed, 1), "requests": stats["requests"],
             "answered": len(lat), "throughput_per_s": round(len(lat) / elapsed, 2),
-            "p50_ms": round(statistics.median(lat), 1) if lat else None,
-            "p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 1) if lat else None,
+            "p50_ms": round(stats.percentile(lat, 50), 1) if lat else None,
+            "p95_ms": round(stats.percentile(lat, 95), 1) if lat else None,
             "refused_503_429": stats["refused"], "refusals_without_retry_after": stats["retry_after_missing"],
             "errors": len(stats["errors"]), "error_samples": stats["errors"][:5],
             "feedback_posted": len(stats["feedback_ids"]), "feedback_ids": stats["feedback_ids"]}
@@ -122,8 +121,8 @@ def _own_server(real_llm: bool, concurrent: int | None):
         import subprocess
         import sys
 
-        from tests.openai_standin import StandIn, grounded_reply
-        from tests.servers import ROOT, serve
+        from evals.serving import ROOT, serve
+        from evals.standin_llm import StandIn, grounded_reply
 
         home = Path(tempfile.mkdtemp(prefix="citewise-load-"))
         env = {"CITEWISE_HOME": str(home)}
@@ -131,8 +130,8 @@ def _own_server(real_llm: bool, concurrent: int | None):
             env["CITEWISE_MAX_CONCURRENT_ANSWERS"] = str(concurrent)
         subprocess.run([sys.executable, "-m", "citewise.cli", "ingest", str(ROOT / "docs"), "--source", "handbook"],
                        env={**__import__("os").environ, **env}, check=True, capture_output=True)
-        from retrieval import db
-        from retrieval.settings import Settings
+        from core import db
+        from core.settings import Settings
 
         url = db.database_url(Settings.from_env({"CITEWISE_HOME": str(home)}))
         with ExitStack() as inner:
@@ -149,7 +148,7 @@ def _own_server(real_llm: bool, concurrent: int | None):
                 env.setdefault("CITEWISE_MAX_CONCURRENT_ANSWERS", "1")  # what serve uses with its own local LLM
             base = inner.enter_context(serve(home, env))
             yield base, url
-        from retrieval import pgserver
+        from core import pgserver
 
         pgserver.stop(home / "pg")
 

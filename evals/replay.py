@@ -14,9 +14,10 @@ from typing import Any
 
 import psycopg
 
-from chat.chain import Services, retrieve
+from chat.retrieve import retrieve
+from chat.services import Services
+from core.access import OPERATOR, resolve
 from retrieval import filters as grammar
-from retrieval.access import resolve
 
 
 @dataclass(frozen=True)
@@ -116,21 +117,22 @@ def replay(services: Services, n_sources: int | None = None) -> ReplayReport:
     out: list[Replayed] = []
     with services.pool.connection() as conn:
         cases = feedback_cases(conn) + golden_cases(conn)
-        for case in cases:
-            flt = _filters(case.filters)
-            scope = resolve(conn, case.user).as_filter(services.settings.public_ungrouped) if case.user else None
-            _, reranked = retrieve(services, conn, case.question, [*flt, scope] if scope else flt, n, {})
-            after = [h.chunk_id for h in reranked]
-            union = set(case.before) | set(after)
-            overlap = len(set(case.before) & set(after)) / len(union) if union else 1.0
-            missing = [c for c in case.must_keep if c not in after]
-            if case.vote > 0:
-                outcome = "regressed" if missing else "kept"
-            elif case.vote < 0:
-                outcome = "changed" if set(after) != set(case.before) else "unchanged"
-            else:
-                outcome = "failed" if missing else "passed"
-            out.append(Replayed(case.turn_id, case.vote, case.question, outcome, missing, round(overlap, 3)))
+        # each turn is replayed with its own asker's access, as resolved today
+        scopes = {c.user: grammar.Scope.of(resolve(conn, c.user) if c.user else OPERATOR,
+                                           services.settings.public_ungrouped) for c in cases}
+    for case in cases:
+        found = retrieve(services, case.question, scopes[case.user], _filters(case.filters), n)
+        after = [h.chunk_id for h in found.reranked]
+        union = set(case.before) | set(after)
+        overlap = len(set(case.before) & set(after)) / len(union) if union else 1.0
+        missing = [c for c in case.must_keep if c not in after]
+        if case.vote > 0:
+            outcome = "regressed" if missing else "kept"
+        elif case.vote < 0:
+            outcome = "changed" if set(after) != set(case.before) else "unchanged"
+        else:
+            outcome = "failed" if missing else "passed"
+        out.append(Replayed(case.turn_id, case.vote, case.question, outcome, missing, round(overlap, 3)))
     return ReplayReport(
         up=sum(c.vote > 0 for c in out), down=sum(c.vote < 0 for c in out), golden=sum(c.vote == 0 for c in out),
         regressions=sum(c.outcome == "regressed" for c in out), changed_down=sum(c.outcome == "changed" for c in out),

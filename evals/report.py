@@ -28,7 +28,9 @@ def check(thresholds: dict[str, dict[str, float]], retrieval: list[ConfigResult]
         by_mode = {r.mode: asdict(r) for r in retrieval[0].results}
         for key, minimum in thresholds.get("retrieval", {}).items():
             mode, metric = key.rsplit(".", 1)
-            if mode in by_mode and by_mode[mode][metric] < minimum:
+            if mode not in by_mode:
+                failures.append(f"retrieval {key} is missing (a threshold whose figure is missing fails)")
+            elif by_mode[mode][metric] < minimum:
                 failures.append(f"retrieval {key} = {by_mode[mode][metric]:.4f} < {minimum}")
     if answers:
         figures = answers.to_json()
@@ -36,6 +38,7 @@ def check(thresholds: dict[str, dict[str, float]], retrieval: list[ConfigResult]
             name = key.removeprefix("max_")
             value = figures.get(name)
             if value is None:
+                failures.append(f"answers {name} is missing (a threshold whose figure is missing fails)")
                 continue
             if key.startswith("max_") and value > bound:
                 failures.append(f"answers {name} = {value:.4f} > {bound}")
@@ -109,7 +112,7 @@ def write(out: Path, retrieval: list[ConfigResult] | None, answers: Result | Non
         a = answers
         lines += ["", "## Answers", "", "| figure | value |", "| --- | --- |"]
         for name in ("questions", "unanswerable", "exact_match", "f1", "gold_contained", "citation_precision",
-                     "citation_recall", "unsupported_claim_rate", "false_abstention", "correct_abstention",
+                     "citation_recall", "cited_gold_answer", "false_abstention", "correct_abstention",
                      "failures"):
             lines.append(f"| {name} | {getattr(a, name)} |")
         lines += ["", "| stage | p50 ms | p95 ms |", "| --- | --- | --- |"]

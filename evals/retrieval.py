@@ -14,14 +14,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from evals import beir
+from core import db
+from core.settings import Settings
+from evals import beir, stats
 from evals.isolated import isolated_database
 from evals.metrics import dedupe, mrr_at, ndcg_at, recall_at
-from retrieval import db
 from retrieval.embed import Embedder
+from retrieval.filters import EVERYTHING
 from retrieval.ingest import IngestOptions, ingest
 from retrieval.search import Mode, search_vector
-from retrieval.settings import Settings
 from retrieval.types import content_hash
 
 
@@ -53,7 +54,7 @@ def prepare(settings: Settings, embedder: Embedder, folder: Path, split: str, li
     """Ingest the corpus (or a subset) into its isolated database; return its URL and the dataset."""
     data = beir.load(folder, split, limit)
     key = content_hash(embedder.name, settings.chunk, settings.search.bm25_k1, settings.search.bm25_b,
-                       settings.scrub_pii, corpus_limit, sorted(data.queries) if corpus_limit else None)[:10]
+                       settings.ingest.scrub_pii, corpus_limit, sorted(data.queries) if corpus_limit else None)[:10]
     url = isolated_database(db.database_url(settings), f"citewise_eval_{folder.name.lower()[:20]}_{key}")
     with tempfile.TemporaryDirectory() as tmp:
         corpus = _subset_corpus(data, corpus_limit, Path(tmp) / "corpus.jsonl") if corpus_limit else data.corpus
@@ -87,8 +88,8 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
             for qid, vec in zip(ids, vectors, strict=True):
                 t = time.perf_counter()
                 base: Mode = "hybrid" if mode == RERANKED else mode  # type: ignore[assignment]
-                hits = search_vector(conn, data.queries[qid], vec, k=300, mode=base, cfg=settings.search,
-                                     candidates=300, exact=exact)
+                hits = search_vector(conn, data.queries[qid], vec, scope=EVERYTHING, k=300, mode=base,
+                                     cfg=settings.search, candidates=300, exact=exact)
                 if mode == RERANKED:
                     fetch = settings.rerank.fetch
                     top = reranker.rerank(data.queries[qid], hits[:fetch], fetch)
@@ -105,8 +106,8 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
             results.append(ModeResult(
                 mode=mode, queries=len(ids), ndcg_at_10=statistics.fmean(scores["ndcg"]),
                 recall_at_10=statistics.fmean(scores["r10"]), recall_at_100=statistics.fmean(scores["r100"]),
-                mrr_at_10=statistics.fmean(scores["mrr"]), p50_ms=latencies[len(latencies) // 2],
-                p95_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))],
+                mrr_at_10=statistics.fmean(scores["mrr"]), p50_ms=stats.percentile(latencies, 50),
+                p95_ms=stats.percentile(latencies, 95),
             ))
     return results
 

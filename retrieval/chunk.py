@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from retrieval.settings import ChunkSettings
+from core.settings import ChunkSettings
 from retrieval.tokens import count
 from retrieval.types import Chunk, Document
 

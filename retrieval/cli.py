@@ -1,23 +1,18 @@
-"""Command-line sub-commands of the retrieval layer: ingest, search, delete, reindex, db."""
+"""Command-line sub-commands of the retrieval layer: ingest, search, delete, reindex."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from retrieval import access, db, filters, pgserver, store
-from retrieval.settings import Settings
-
-console = Console(stderr=True)
-out = Console()
-db_app = typer.Typer(help="The embedded PostgreSQL: status, stop, migrate.", no_args_is_help=True)
+from core import access, db
+from core.cli import admin_only, console, emit_json, fail, open_url, out, settings
+from core.settings import Settings
+from retrieval import filters, store
 
 
 class _Rate(ProgressColumn):
@@ -31,63 +26,29 @@ class _Rate(ProgressColumn):
                     style="cyan")
 
 
-def emit_json(obj: object) -> None:
-    """Machine-readable output: plain JSON on stdout, never wrapped or coloured."""
-    print(json.dumps(obj, indent=2, default=str))
-
-
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
 def parse_filters(exprs: list[str]) -> list[filters.Filter]:
     """``--filter`` options parsed, or exit 2 with the grammar's message."""
     try:
         return filters.parse_all(exprs)
     except filters.FilterError as exc:
-        _fail(str(exc))
-        raise
+        fail(str(exc))
 
 
-def admin_only(cfg: Settings, conn, what: str) -> None:
-    """With a configured CLI identity (CITEWISE_USER), ``what`` needs the admin role; the operator may do it."""
-    if cfg.user is None:
-        return
-    try:
-        access.require_admin(access.resolve(conn, cfg.user), what)
-    except access.AccessError as exc:
-        _fail(str(exc))
-
-
-def settings() -> Settings:
-    from retrieval.settings import SettingsError
-
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        _fail(str(exc))
-        raise
-
-
-def open_url(cfg: Settings) -> str:
-    try:
-        return db.open_database(cfg)
-    except (db.DatabaseError, pgserver.EmbeddedServerError) as exc:
-        _fail(str(exc))
-        raise
+def scope_of(cfg: Settings, conn) -> filters.Scope:
+    """The CLI's access: everything for the operator (no CITEWISE_USER), else that user's groups."""
+    who = access.OPERATOR if cfg.user is None else access.resolve(conn, cfg.user)
+    return filters.Scope.of(who, cfg.public_ungrouped)
 
 
 def load_embedder(cfg: Settings):
     from retrieval.embed import EmbeddingError
     from retrieval.embed import load_embedder as load
 
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         with console.status("Loading the embedding model…"):
             return load(cfg.embedding)
     except EmbeddingError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         raise
 
 
@@ -96,7 +57,7 @@ def _parse_meta(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            _fail(f"--meta {item!r}: write key=value, for example --meta team=platform")
+            fail(f"--meta {item!r}: write key=value, for example --meta team=platform")
         meta[key.strip()] = value.strip()
     return meta
 
@@ -129,7 +90,7 @@ def ingest(
 
             report = run(url, embedder, paths, cfg, opts, advance)
     except store.ModelMismatchError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         raise
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/yellow] Committed batches are kept; run the same command to finish.")
@@ -159,19 +120,17 @@ def search(
 
     cfg = settings()
     if mode not in MODES:
-        _fail(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        fail(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     parsed = parse_filters(filter)
     url = open_url(cfg)
     embedder = load_embedder(cfg)
     with db.connect(url) as conn:
         try:
             store.check_model(conn, embedder.name, embedder.dim)
-            if cfg.user is not None:  # a configured identity reads only what its groups allow
-                scope = access.resolve(conn, cfg.user).as_filter(cfg.public_ungrouped)
-                parsed = [*parsed, scope] if scope else parsed
-            hits = run(conn, embedder, query, k=k, filters=parsed, mode=mode, cfg=cfg.search)  # type: ignore[arg-type]
+            hits = run(conn, embedder, query, scope=scope_of(cfg, conn), k=k, filters=parsed, mode=mode,
+                       cfg=cfg.search)  # type: ignore[arg-type]
         except store.ModelMismatchError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if as_json:
         emit_json([h.to_json() for h in hits])
         return
@@ -192,16 +151,16 @@ def delete(
 ) -> None:
     """Delete documents and their chunks."""
     if (source is None) == (document is None):
-        _fail("give exactly one of --source NAME or --document ID")
+        fail("give exactly one of --source NAME or --document ID")
     cfg = settings()
-    from retrieval.privacy import HoldError
+    from core.privacy import HoldError
 
     with db.connect(open_url(cfg)) as conn:
         try:
             admin_only(cfg, conn, "deleting documents")
             n = store.delete(conn, source=source, document_id=document)
         except HoldError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     out.print(f"Deleted {n} document{'s' if n != 1 else ''}.")
     if n == 0:
         raise typer.Exit(1)
@@ -219,48 +178,3 @@ def reindex() -> None:
             n = store.reindex(conn, embedder, cfg.search,
                               lambda done, total: progress.update(task, completed=done, total=total))
     out.print(f"Re-indexed {n} chunks with {embedder.name}.")
-
-
-@db_app.command("status")
-def db_status() -> None:
-    """Where the database is and what it holds."""
-    cfg = settings()
-    if cfg.database_url:
-        url = cfg.database_url
-        out.print(f"configured: {db.mask_url(url)}")
-    else:
-        st = pgserver.status(cfg.pg_dir)
-        out.print(f"embedded PostgreSQL in {st.data_dir}: "
-                  + ("running on " + str(st.url) if st.running else "initialised, stopped" if st.initialised
-                     else "not initialised"))
-        if not st.running:
-            return
-        url = st.url or ""
-    try:
-        db.migrate(url)
-        with db.connect(url) as conn:
-            docs, chunks = conn.execute("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
-                                        ).fetchone()
-            model = store.stored_model(conn)
-            version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
-    except db.DatabaseError as exc:
-        _fail(str(exc))
-    out.print(f"pgvector {version} · {docs} documents · {chunks} chunks · "
-              f"model {model[0] + f' ({model[1]}-d)' if model else 'none yet'}")
-
-
-@db_app.command("stop")
-def db_stop() -> None:
-    """Stop the embedded PostgreSQL."""
-    cfg = settings()
-    stopped = pgserver.stop(cfg.pg_dir)
-    out.print("Stopped." if stopped else "Not running.")
-
-
-@db_app.command("migrate")
-def db_migrate() -> None:
-    """Apply pending schema migrations."""
-    cfg = settings()
-    url = db.database_url(cfg)
-    applied = db.migrate(url)
-    out.print(f"Applied {applied}." if applied else "Up to date.")

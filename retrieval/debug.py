@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from retrieval.embed import Embedder
-from retrieval.filters import Filter, compile_filters
+from retrieval.filters import Filter, Scope, compile_filters
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,9 @@ class Neighbor:
     text: str
 
 
-def load_embeddings(conn: psycopg.Connection, filters: list[Filter], limit: int) -> tuple[np.ndarray, list[str]]:
-    where, params = compile_filters(filters)
+def load_embeddings(conn: psycopg.Connection, filters: list[Filter], limit: int, scope: Scope
+                    ) -> tuple[np.ndarray, list[str]]:
+    where, params = compile_filters(filters, scope)
     query = sql.SQL("SELECT c.embedding, d.source FROM chunks c JOIN documents d ON d.id = c.document_id "
                     "WHERE {} ORDER BY c.id LIMIT {}").format(where, sql.Literal(limit))
     rows = conn.execute(query, params).fetchall()
@@ -50,7 +51,7 @@ def tsne(x: np.ndarray, seed: int = 0) -> np.ndarray:
                 random_state=seed).fit_transform(x)
 
 
-def plot(conn: psycopg.Connection, out: Path, filters: list[Filter], limit: int = 5000,
+def plot(conn: psycopg.Connection, out: Path, filters: list[Filter], scope: Scope, limit: int = 5000,
          with_tsne: bool = True) -> dict[str, int]:
     """PCA (and t-SNE) of up to ``limit`` chunk embeddings coloured by source, side by side in one PNG."""
     import matplotlib
@@ -58,7 +59,7 @@ def plot(conn: psycopg.Connection, out: Path, filters: list[Filter], limit: int 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x, sources = load_embeddings(conn, filters, limit)
+    x, sources = load_embeddings(conn, filters, limit, scope)
     if len(x) < 3:
         raise ValueError(f"{len(x)} chunks match; a projection needs at least 3 (ingest more or loosen --filter)")
     views = [("PCA", pca(x))] + ([("t-SNE", tsne(x))] if with_tsne else [])
@@ -76,16 +77,21 @@ def plot(conn: psycopg.Connection, out: Path, filters: list[Filter], limit: int 
     return {name: sources.count(name) for name in names}
 
 
-def neighbors(conn: psycopg.Connection, embedder: Embedder, text_or_chunk: str, k: int = 10) -> list[Neighbor]:
-    """The ``k`` nearest chunks by exact cosine similarity to a chunk (by id) or to a text."""
-    row = conn.execute("SELECT embedding FROM chunks WHERE id = %s", (text_or_chunk,)).fetchone()
+def neighbors(conn: psycopg.Connection, embedder: Embedder, text_or_chunk: str, scope: Scope,
+              k: int = 10) -> list[Neighbor]:
+    """The ``k`` nearest chunks the scope may read, by exact cosine similarity to a chunk (by id) or to a text.
+    A chunk id outside the scope is treated as text, so its embedding cannot be probed either."""
+    where, params = compile_filters([], scope)
+    row = conn.execute(sql.SQL("SELECT c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id "
+                               "WHERE c.id = %(chunk)s AND {}").format(where),
+                       {**params, "chunk": text_or_chunk}).fetchone()
     vector = np.asarray(row[0].to_list(), dtype=np.float32) if row else embedder.embed_batch([text_or_chunk])[0]
     from pgvector import HalfVector
 
     with conn.transaction():
         conn.execute("SET LOCAL enable_indexscan = off")  # exact distances: the point is to see the true neighbours
-        rows = conn.execute(
-            "SELECT c.id, 1 - (c.embedding <=> %s), d.source, d.title, c.text FROM chunks c "
-            "JOIN documents d ON d.id = c.document_id ORDER BY c.embedding <=> %s LIMIT %s",
-            (HalfVector(vector), HalfVector(vector), k)).fetchall()
+        rows = conn.execute(sql.SQL(
+            "SELECT c.id, 1 - (c.embedding <=> %(v)s), d.source, d.title, c.text FROM chunks c "
+            "JOIN documents d ON d.id = c.document_id WHERE {} ORDER BY c.embedding <=> %(v)s LIMIT %(k)s"
+        ).format(where), {**params, "v": HalfVector(vector), "k": k}).fetchall()
     return [Neighbor(cid, float(sim), src, title, text) for cid, sim, src, title, text in rows]

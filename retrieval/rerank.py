@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from retrieval.settings import RerankSettings
+from core.settings import RerankSettings
 from retrieval.types import Hit
 
 

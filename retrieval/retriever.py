@@ -9,9 +9,9 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from retrieval.filters import Filter
+from core.settings import SearchSettings
+from retrieval.filters import Filter, Scope
 from retrieval.search import Mode, timed_search
-from retrieval.settings import SearchSettings
 from retrieval.types import Hit
 
 
@@ -32,6 +32,7 @@ class CitewiseRetriever(BaseRetriever):
 
     conn: Any
     embedder: Any
+    scope: Scope
     filters: list[Filter] = Field(default_factory=list)
     k: int = 50
     mode: Mode = "hybrid"
@@ -39,7 +40,7 @@ class CitewiseRetriever(BaseRetriever):
     timings: dict[str, float] = Field(default_factory=dict)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
-        hits, t = timed_search(self.conn, self.embedder, query, k=self.k, filters=self.filters, mode=self.mode,
-                               cfg=self.search)
+        hits, t = timed_search(self.conn, self.embedder, query, scope=self.scope, k=self.k, filters=self.filters,
+                               mode=self.mode, cfg=self.search)
         self.timings.update(embed_ms=t.embed_ms, search_ms=t.search_ms)
         return [to_lc(h) for h in hits]

@@ -15,10 +15,10 @@ import psycopg
 from pgvector import HalfVector
 from psycopg import sql
 
+from core.settings import SearchSettings
 from retrieval import keywords
 from retrieval.embed import Embedder
-from retrieval.filters import Filter, compile_filters
-from retrieval.settings import SearchSettings
+from retrieval.filters import Filter, Scope, compile_filters
 from retrieval.types import Hit
 
 Mode = Literal["vector", "keyword", "hybrid"]
@@ -85,9 +85,10 @@ class SearchTimings:
     search_ms: float
 
 
-def _statement(filters: list[Filter]) -> tuple[sql.Composable, dict]:
-    predicate, params = compile_filters(filters)
-    in_allowed = sql.SQL("c.document_id IN (SELECT id FROM allowed)") if filters else sql.SQL("TRUE")
+def _statement(filters: list[Filter], scope: Scope) -> tuple[sql.Composable, dict]:
+    predicate, params = compile_filters(filters, scope)
+    restricted = bool(filters) or not scope.everything
+    in_allowed = sql.SQL("c.document_id IN (SELECT id FROM allowed)") if restricted else sql.SQL("TRUE")
     return sql.SQL(_QUERY).format(filter=predicate, vector_filter=in_allowed, keyword_filter=in_allowed), params
 
 
@@ -96,6 +97,7 @@ def search_vector(
     query: str,
     query_vector: np.ndarray,
     *,
+    scope: Scope,
     k: int = 10,
     filters: list[Filter] | None = None,
     mode: Mode = "hybrid",
@@ -103,7 +105,8 @@ def search_vector(
     candidates: int | None = None,
     exact: bool = False,
 ) -> list[Hit]:
-    """Search with an already embedded query (the evals and benchmarks embed in batches)."""
+    """Search with an already embedded query (the evals and benchmarks embed in batches). ``scope`` is the
+    caller's access (``retrieval.filters.EVERYTHING`` for the operator): required, so no caller forgets it."""
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}; expected one of {', '.join(MODES)}")
     if k < 1:
@@ -111,7 +114,7 @@ def search_vector(
     cfg = cfg or SearchSettings()
     filters = filters or []
     n = max(candidates or cfg.candidates, k)
-    statement, params = _statement(filters)
+    statement, params = _statement(filters, scope)
     params.update(
         dim=keywords.DIM, terms=keywords.query_terms(query), qvec=HalfVector(query_vector),
         n_vector=n if mode != "keyword" else 0, n_keyword=n if mode != "vector" else 0,
@@ -126,7 +129,7 @@ def search_vector(
         if exact:
             conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
         rows = conn.execute(statement, params).fetchall()
-        if filters and len(rows) < k and not exact and mode != "keyword":
+        if (filters or not scope.everything) and len(rows) < k and not exact and mode != "keyword":
             # max_scan_tuples can stop an iterative scan before it finds enough matches under a very selective
             # filter; an exact scan over the (few) matching chunks is then both correct and cheap.
             conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
@@ -146,6 +149,7 @@ def search(
     embedder: Embedder,
     query: str,
     *,
+    scope: Scope,
     k: int = 10,
     filters: list[Filter] | None = None,
     mode: Mode = "hybrid",
@@ -153,7 +157,8 @@ def search(
     candidates: int | None = None,
 ) -> list[Hit]:
     """The one search entry point the CLI, the chat chain and the evals use."""
-    hits, _ = timed_search(conn, embedder, query, k=k, filters=filters, mode=mode, cfg=cfg, candidates=candidates)
+    hits, _ = timed_search(conn, embedder, query, scope=scope, k=k, filters=filters, mode=mode, cfg=cfg,
+                           candidates=candidates)
     return hits
 
 
@@ -162,6 +167,7 @@ def timed_search(
     embedder: Embedder,
     query: str,
     *,
+    scope: Scope,
     k: int = 10,
     filters: list[Filter] | None = None,
     mode: Mode = "hybrid",
@@ -174,6 +180,7 @@ def timed_search(
     t0 = time.perf_counter()
     vector = embedder.embed_batch([query])[0] if mode != "keyword" else np.zeros(embedder.dim, dtype=np.float32)
     t1 = time.perf_counter()
-    hits = search_vector(conn, query, vector, k=k, filters=filters, mode=mode, cfg=cfg, candidates=candidates)
+    hits = search_vector(conn, query, vector, scope=scope, k=k, filters=filters, mode=mode, cfg=cfg,
+                         candidates=candidates)
     t2 = time.perf_counter()
     return hits, SearchTimings((t1 - t0) * 1000, (t2 - t1) * 1000)

@@ -10,9 +10,9 @@ import numpy as np
 import psycopg
 from pgvector import HalfVector
 
+from core.settings import SearchSettings
 from retrieval import keywords
 from retrieval.embed import Embedder, passage_text
-from retrieval.settings import SearchSettings
 from retrieval.types import Chunk, Document, content_hash
 
 _LOCK_MODEL = 8317002
@@ -143,7 +143,7 @@ def write(
 def delete(conn: psycopg.Connection, *, source: str | None = None, document_id: str | None = None) -> int:
     """Delete documents (and, by cascade, their chunks) by source or id, and scrub their passages from stored
     answers, in one transaction; return how many were removed. A legal hold on the source blocks it."""
-    from retrieval.privacy import check_source_hold, scrub_documents
+    from core.privacy import check_source_hold, scrub_documents
 
     if (source is None) == (document_id is None):
         raise ValueError("give exactly one of source or document_id")

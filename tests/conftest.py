@@ -13,11 +13,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from core import db, pgserver
+from core.settings import Settings
 from evals.isolated import isolated_database
-from retrieval import db, pgserver
 from retrieval.embed import LocalEmbedder
 from retrieval.ingest import IngestOptions, ingest
-from retrieval.settings import Settings
 
 _counter = itertools.count()
 # Chainlit writes its config directory into its app root on import; keep it out of the working tree

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from core.settings import Settings
 from retrieval import store
 from retrieval.chunk import split
 from retrieval.embed import Embedder
 from retrieval.keywords import terms
-from retrieval.settings import Settings
 from retrieval.store import PreparedDocument
 from retrieval.types import Document
 

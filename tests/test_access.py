@@ -9,15 +9,15 @@ import json
 
 import pytest
 
-from chat.chain import Services, ask
+from chat.frontdesk import FrontDesk, Request
 from chat.llm import Endpoint
-from chat.services import open_pool
-from chat.types import Question
-from retrieval import access, privacy, store
+from chat.services import Services, open_pool
+from core import access, privacy
+from evals.standin_llm import StandIn, grounded_reply
+from retrieval import store
 from retrieval.rerank import load_reranker
 from retrieval.types import Document
 from tests.corpus import store_documents
-from tests.openai_standin import StandIn, grounded_reply
 
 MARKER = "ZEBRA-7731"
 VAULT = Document(source="facilities", uri="vault.md", title="Vault", groups=("secret",),
@@ -39,7 +39,7 @@ def setup(url, conn, embedder, settings):
 def _ask(pool, embedder, settings, llm, user, text, conversation="c", **kw):
     services = Services(settings, pool, embedder, load_reranker(settings.rerank),
                         Endpoint(llm.base_url, "k", "standin", False))
-    return ask(services, Question(text, conversation, "web", user, **kw))
+    return FrontDesk(services).ask(Request(text, "web", user, conversation, **kw))
 
 
 def test_restricted_text_never_reaches_a_user_without_the_group(setup, embedder, settings) -> None:
@@ -140,8 +140,8 @@ def test_forget_retention_holds_and_deleted_documents(run, setup, embedder, sett
 
 
 def test_secrets_stay_out_of_settings_reprs_and_errors() -> None:
-    from retrieval import db
-    from retrieval.settings import Settings
+    from core import db
+    from core.settings import Settings
 
     secrets = {"CITEWISE_LLM_API_KEY": "sk-llm-secret-1", "CITEWISE_API_TOKENS": "carol:api-token-secret-123456",
                "SLACK_BOT_TOKEN": "xoxb-slack-secret", "SLACK_SIGNING_SECRET": "signing-secret-9",

@@ -17,8 +17,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.openai_standin import StandIn, grounded_reply
-from tests.servers import serve
+from evals.serving import serve
+from evals.standin_llm import StandIn, grounded_reply
 from tests.slack_standin import SlackStandIn
 
 SECRET = "8f14e45fceea167a5a36dedd4bea2543"
@@ -298,7 +298,7 @@ def test_url_verification_challenge(stack) -> None:
 def test_restricted_documents_stay_behind_every_http_door(stack, demo_db, embedder, settings, tmp_path) -> None:
     from openai import OpenAI
 
-    from retrieval.access import add_user
+    from core.access import add_user
     from retrieval.ingest import IngestOptions, ingest
     from tests.conftest import write_files
 

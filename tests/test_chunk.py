@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
+from core.settings import ChunkSettings
 from retrieval.chunk import split
-from retrieval.settings import ChunkSettings
 from retrieval.tokens import count
 from retrieval.types import Document
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from retrieval import db, pgserver
-from retrieval.db import DatabaseError, mask_url
+from core import db, pgserver
+from core.db import DatabaseError, mask_url
 
 
 def test_migrations_are_recorded_and_idempotent(url) -> None:
     assert db.migrate(url) == []
     with psycopg.connect(url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [n for n, _, _ in db._migrations()] == [1, 2, 3, 4, 5, 6]
+        assert versions == [n for n, _, _ in db._migrations()] == [1, 2, 3, 4, 5, 6, 7]
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"documents", "chunks", "keyword_df", "keyword_stats", "embedding_config", "turns", "feedback",
             "ui_users", "ui_threads", "ui_steps", "ui_elements", "slack_events", "golden_cases", "app_users",
@@ -96,7 +96,7 @@ def test_embedded_server_starts_stops_and_restarts_as_an_ordinary_user() -> None
     tmp = Path(tempfile.mkdtemp(prefix="citewise-user-"))
     tmp.chmod(0o777)
     code = (
-        "from pathlib import Path; from retrieval import pgserver; import psycopg, sys\n"
+        "from pathlib import Path; from core import pgserver; import psycopg, sys\n"
         f"d = Path({str(tmp)!r}) / 'pg'\n"
         "url = pgserver.ensure_running(d)\n"
         "assert pgserver.ensure_running(d) == url\n"

@@ -37,7 +37,8 @@ def _tree(root: Path) -> None:
 
 def test_hostile_files_are_reported_and_the_rest_is_ingested(tmp_path, url, conn, embedder, settings) -> None:
     _tree(tmp_path)
-    limited = dataclasses.replace(settings, max_pdf_pages=5, file_timeout_s=20.0, file_memory_mb=300.0)
+    tight = dataclasses.replace(settings.ingest, max_pdf_pages=5, file_timeout_s=20.0, file_memory_mb=300.0)
+    limited = dataclasses.replace(settings, ingest=tight)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report = ingest(url, embedder, [tmp_path], limited, IngestOptions(source="mixed"))
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from chat.chain import Services
+from chat.frontdesk import FrontDesk
 from chat.llm import endpoint, stop_server
-from chat.services import open_pool
+from chat.services import Services, open_pool
 from evals.injection import CASES, prepare, run
 from retrieval.rerank import load_reranker
 
@@ -21,7 +21,8 @@ def test_injection_set_leaks_nothing(url, embedder, settings, tmp_path) -> None:
     prepare(url, embedder, settings)
     pool = open_pool(url, 2)
     try:
-        result = run(Services(settings, pool, embedder, load_reranker(settings.rerank), endpoint(settings.llm)))
+        services = Services(settings, pool, embedder, load_reranker(settings.rerank), endpoint(settings.llm))
+        result = run(FrontDesk(services))
     finally:
         pool.close()
         stop_server(settings.llm)

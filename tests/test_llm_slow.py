@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from chat.chain import Services, ask
+from chat.chain import ask
 from chat.llm import endpoint, stop_server
 from chat.sampling import preset
-from chat.services import open_pool
+from chat.services import Services, open_pool
 from chat.turns import record_feedback
 from chat.types import ABSTAIN_TEXT, Question
+from retrieval.filters import EVERYTHING
 from retrieval.rerank import load_reranker
 from retrieval.types import Document
 from tests.corpus import documents, store_documents
@@ -46,8 +47,10 @@ def services(url, conn, embedder, settings, llm):
 
 
 def q(text: str, **kw) -> Question:
-    kw.setdefault("operator", True)
-    return Question(text, kw.pop("conversation_id", "slow"), sampling=preset("precise").with_overrides(seed=7), **kw)
+    kw.setdefault("channel", "cli")
+    kw.setdefault("user_id", None)
+    return Question(text=text, conversation_id=kw.pop("conversation_id", "slow"), scope=EVERYTHING,
+                    sampling=preset("precise").with_overrides(seed=7), **kw)
 
 
 def test_answers_from_the_document_with_a_correct_citation(services, conn) -> None:

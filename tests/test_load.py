@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from evals.load import check_feedback, run
-from tests.openai_standin import StandIn, grounded_reply
-from tests.servers import serve
+from evals.serving import serve
+from evals.standin_llm import StandIn, grounded_reply
 
 
 @pytest.mark.slow

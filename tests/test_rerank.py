@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from core.settings import RerankSettings
 from retrieval.rerank import FeatureReranker, HttpReranker, RerankError, drop_near_duplicates, load_reranker
-from retrieval.settings import RerankSettings
 from retrieval.types import Hit
 
 

@@ -6,9 +6,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from core.settings import SearchSettings
 from retrieval import filters, keywords, store
+from retrieval.filters import EVERYTHING
 from retrieval.search import search, search_vector
-from retrieval.settings import SearchSettings
 from retrieval.store import PreparedDocument
 from retrieval.types import Chunk, Document
 from tests.corpus import documents, store_documents
@@ -27,7 +28,7 @@ def loaded(conn, embedder, settings):
 
 
 def test_hybrid_ranks_a_passage_found_by_both_sides_first(loaded, embedder) -> None:
-    hits = search(loaded, embedder, "how do I reset the ZX-4411", k=5)
+    hits = search(loaded, embedder, "how do I reset the ZX-4411", scope=EVERYTHING, k=5)
     top = hits[0]
     assert top.uri == "zx.md"
     assert top.vector_rank is not None and top.keyword_rank == 1
@@ -36,8 +37,8 @@ def test_hybrid_ranks_a_passage_found_by_both_sides_first(loaded, embedder) -> N
 
 
 def test_modes_use_only_their_side(loaded, embedder) -> None:
-    vec = search(loaded, embedder, "factory settings of an appliance", k=3, mode="vector")
-    kw = search(loaded, embedder, "factory settings of an appliance", k=3, mode="keyword")
+    vec = search(loaded, embedder, "factory settings of an appliance", scope=EVERYTHING, k=3, mode="vector")
+    kw = search(loaded, embedder, "factory settings of an appliance", scope=EVERYTHING, k=3, mode="keyword")
     assert all(h.keyword_rank is None and h.vector_rank is not None for h in vec)
     assert all(h.vector_rank is None and h.keyword_rank is not None for h in kw)
     assert kw[0].uri == "reset.md"
@@ -68,7 +69,7 @@ def test_keyword_score_is_bm25(loaded, settings) -> None:
                     tf[t] + cfg.bm25_k1 * (1 - cfg.bm25_b + cfg.bm25_b * dl / avgdl_at_write))
         if score:
             expected[cid] = score
-    hits = search_vector(loaded, query, np.zeros(384, dtype=np.float32), k=10, mode="keyword")
+    hits = search_vector(loaded, query, np.zeros(384, dtype=np.float32), scope=EVERYTHING, k=10, mode="keyword")
     got = {h.chunk_id: h.keyword_score for h in hits}
     assert set(got) == set(expected)
     for cid, score in expected.items():
@@ -77,21 +78,23 @@ def test_keyword_score_is_bm25(loaded, settings) -> None:
 
 
 def test_filters_apply_inside_search(loaded, embedder) -> None:
-    hits = search(loaded, embedder, "policy", k=10, filters=filters.parse_all(["source=wiki", "groups=eng"]))
+    hits = search(loaded, embedder, "policy", scope=EVERYTHING, k=10,
+                  filters=filters.parse_all(["source=wiki", "groups=eng"]))
     assert {h.uri for h in hits} == {"deploy.md", "oncall.md"}
-    assert search(loaded, embedder, "policy", k=10, filters=filters.parse_all(["created<1990-01-01"])) == []
+    old = filters.parse_all(["created<1990-01-01"])
+    assert search(loaded, embedder, "policy", scope=EVERYTHING, k=10, filters=old) == []
 
 
 def test_query_without_known_terms_still_gets_vector_hits(loaded, embedder) -> None:
-    hits = search(loaded, embedder, "zyxwvut qqqq", k=3)
+    hits = search(loaded, embedder, "zyxwvut qqqq", scope=EVERYTHING, k=3)
     assert len(hits) == 3 and all(h.keyword_rank is None for h in hits)
 
 
 def test_empty_query_and_bad_mode_are_refused(loaded, embedder) -> None:
     with pytest.raises(ValueError, match="empty"):
-        search(loaded, embedder, "   ")
+        search(loaded, embedder, "   ", scope=EVERYTHING)
     with pytest.raises(ValueError, match="unknown search mode"):
-        search(loaded, embedder, "x", mode="fuzzy")  # type: ignore[arg-type]
+        search(loaded, embedder, "x", scope=EVERYTHING, mode="fuzzy")  # type: ignore[arg-type]
 
 
 def _bulk_corpus(conn, embedder, settings, n_docs: int, rare_every: int) -> None:
@@ -118,7 +121,8 @@ def test_filtered_search_is_never_short_when_matches_exist(conn, embedder, setti
     cfg = SearchSettings(candidates=20, ef_search=20)
     for exprs in (["source=rare"], ["meta.bucket=rare"]):
         for mode in ("vector", "hybrid"):
-            hits = search_vector(conn, query_text, query, k=20, filters=filters.parse_all(exprs), mode=mode, cfg=cfg)
+            hits = search_vector(conn, query_text, query, scope=EVERYTHING, k=20,
+                                 filters=filters.parse_all(exprs), mode=mode, cfg=cfg)
             assert len(hits) == 20, (exprs, mode)
             assert {h.source for h in hits} == {"rare"}
     # Force the plan large tables get (HNSW order, filter applied after): plain post-filtering comes up short,
@@ -137,6 +141,18 @@ def test_filtered_search_is_never_short_when_matches_exist(conn, embedder, setti
         assert "chunks_embedding_hnsw" in plan
         plain = conn.execute(plain_sql, (HalfVector(query),)).fetchall()
     assert len(plain) < 20
-    hits = search_vector(conn, query_text, query, k=20, filters=filters.parse_all(["meta.bucket=rare"]),
+    hits = search_vector(conn, query_text, query, scope=EVERYTHING, k=20,
+                         filters=filters.parse_all(["meta.bucket=rare"]),
                          mode="vector", cfg=cfg)
     assert len(hits) == 20 and {h.source for h in hits} == {"rare"}
+
+
+def test_every_search_needs_a_scope(loaded, embedder) -> None:
+    """Access control cannot be forgotten: no search entry point has a default scope."""
+    with pytest.raises(TypeError, match="scope"):
+        search(loaded, embedder, "policy", k=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="scope"):
+        search_vector(loaded, "policy", np.zeros(384, dtype=np.float32), k=3)  # type: ignore[call-arg]
+    scoped = search(loaded, embedder, "policy", scope=filters.Scope(("nobody-has-this",), public_ungrouped=False),
+                    k=10)
+    assert scoped == [], "a scope with no readable documents finds nothing"

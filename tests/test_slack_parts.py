@@ -7,17 +7,17 @@ import dataclasses
 import pytest
 from slack_sdk import WebClient
 
-from chat.chain import Services
+from chat.frontdesk import FrontDesk
 from chat.llm import Endpoint
 from chat.render_slack import answer_blocks, escape, source_line
-from chat.services import open_pool
+from chat.services import Services, open_pool
 from chat.slack_bot import answer_event, channel_filters
 from chat.types import Answer, Citation
-from retrieval.access import add_user
+from core.access import add_user
+from core.settings import SettingsError, SlackSettings
+from evals.standin_llm import StandIn
 from retrieval.rerank import load_reranker
-from retrieval.settings import SettingsError, SlackSettings
 from tests.corpus import documents, store_documents
-from tests.openai_standin import StandIn
 from tests.slack_standin import SlackStandIn
 
 
@@ -30,9 +30,10 @@ def pool(url, conn, embedder, settings):
     p.close()
 
 
-def _services(pool, embedder, settings, llm: StandIn, interval: float) -> Services:
+def _services(pool, embedder, settings, llm: StandIn, interval: float) -> FrontDesk:
     s = dataclasses.replace(settings, slack=SlackSettings(update_interval_s=interval))
-    return Services(s, pool, embedder, load_reranker(s.rerank), Endpoint(llm.base_url, "k", "standin", False))
+    llm_endpoint = Endpoint(llm.base_url, "k", "standin", False)
+    return FrontDesk(Services(s, pool, embedder, load_reranker(s.rerank), llm_endpoint))
 
 
 def test_the_answer_streams_into_the_placeholder_with_rate_limited_updates(pool, embedder, settings) -> None:

@@ -100,7 +100,7 @@ def test_metadata_groups_and_pii_are_stored(tmp_path, url, conn, embedder, setti
 
 def test_pii_scrubbing_can_be_switched_off(tmp_path, url, conn, embedder, settings) -> None:
     write_files(tmp_path, {"hr.md": "Ask hr@example.com."})
-    report = ingest(url, embedder, [tmp_path], replace(settings, scrub_pii=False))
+    report = ingest(url, embedder, [tmp_path], replace(settings, ingest=replace(settings.ingest, scrub_pii=False)))
     assert not report.pii
     assert "hr@example.com" in conn.execute("SELECT text FROM chunks").fetchone()[0]
 

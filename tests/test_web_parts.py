@@ -19,9 +19,9 @@ from chat.turns import record_turn
 from chat.types import ABSTAIN_TEXT, Answer, Citation, Question
 from chat.web_auth import logins, parse_users
 from chat.web_settings import PanelError, apply, defaults
+from core.settings import Settings, SettingsError
 from retrieval import filters
 from retrieval.loaders import front_matter
-from retrieval.settings import Settings, SettingsError
 from retrieval.types import Document
 from tests.corpus import store_documents
 
@@ -98,8 +98,8 @@ def test_front_matter_gives_title_author_dates_and_a_tags_filter(conn, embedder,
 
 
 def _turn(conn, user: str, conversation: str, ref: str) -> str:
-    q = Question("How many days of leave?", conversation, "web", user, sampling=Sampling(temperature=0.3),
-                 client_ref=ref)
+    q = Question(text="How many days of leave?", conversation_id=conversation, channel="web", user_id=user,
+                 scope=filters.EVERYTHING, sampling=Sampling(temperature=0.3), client_ref=ref)
     a = Answer("25 days [1].", (), (), False, None, q.text, "v1", "standin")
     return record_turn(conn, q, a, [], "answer")
 

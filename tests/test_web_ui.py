@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.openai_standin import StandIn, grounded_reply
-from tests.servers import ROOT, serve
+from evals.serving import ROOT, serve
+from evals.standin_llm import StandIn, grounded_reply
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(os.environ.get("CITEWISE_TEST_ARTIFACTS", ROOT / "test-artifacts"))

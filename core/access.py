@@ -1,5 +1,7 @@
-"""Document-level access: a user's groups, resolved from ``app_users``, become one more condition in the search
-statement's ``allowed`` set, so restricted chunks are excluded before anything is ranked.
+"""Who is asking: a user's access groups and roles, resolved from ``app_users``.
+
+The front desk resolves an :class:`Access` once per request; retrieval turns it into a required search scope
+(``retrieval.filters.Scope``), so restricted chunks are excluded inside the search statement, before ranking.
 
 Documents without groups are public when ``public_ungrouped`` (the default); a user unknown to ``app_users`` has no
 groups. The operator running the CLI without ``CITEWISE_USER`` reads everything (they own the database anyway).
@@ -11,8 +13,6 @@ from dataclasses import dataclass
 
 import psycopg
 
-from retrieval.filters import ACCESS, Filter
-
 
 @dataclass(frozen=True)
 class Access:
@@ -20,11 +20,6 @@ class Access:
     groups: tuple[str, ...] = ()
     admin: bool = False
     everything: bool = False  # the operator: no restriction
-
-    def as_filter(self, public_ungrouped: bool = True) -> Filter | None:
-        if self.everything:
-            return None
-        return Filter(ACCESS, "public" if public_ungrouped else "only", self.groups)
 
 
 OPERATOR = Access(None, admin=True, everything=True)

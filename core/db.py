@@ -9,8 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from pgvector.psycopg import register_vector
 
-from retrieval import pgserver
-from retrieval.settings import Settings
+from core import pgserver
+from core.settings import Settings
 
 
 class DatabaseError(RuntimeError):
@@ -61,7 +61,7 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
 
 def _migrations() -> list[tuple[int, str, str]]:
     found = []
-    for entry in resources.files("retrieval.migrations").iterdir():
+    for entry in resources.files("core.migrations").iterdir():
         match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text()))

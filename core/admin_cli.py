@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from retrieval import access, db, privacy
-from retrieval.cli import _fail, admin_only, emit_json, open_url, out, settings
+from core import access, db, privacy
+from core.cli import admin_only, emit_json, fail, open_url, out, settings
 
 users_app = typer.Typer(help="Users and their access groups (web logins, Slack ids, API token names, CLI).",
                         no_args_is_help=True)
@@ -53,13 +53,13 @@ def users_remove(name: str = typer.Argument(...)) -> None:
     """Remove a user's access entry (their turns stay; `citewise forget` deletes those)."""
     with _conn() as conn:
         if not access.remove_user(conn, name):
-            _fail(f"no user {name!r}; `citewise users list` shows them")
+            fail(f"no user {name!r}; `citewise users list` shows them")
     out.print(f"User {name} removed.")
 
 
 def _hold(on: bool, source: str | None, user: str | None, reason: str | None) -> None:
     if (source is None) == (user is None):
-        _fail("give exactly one of --source NAME or --user NAME")
+        fail("give exactly one of --source NAME or --user NAME")
     with _conn() as conn:
         privacy.set_hold(conn, source=source, user=user, on=on, reason=reason)
     out.print(f"Legal hold {'set on' if on else 'lifted from'} {'source ' + source if source else 'user ' + user}.")
@@ -84,7 +84,7 @@ def forget(user: str = typer.Option(..., "--user", help="The user whose data to 
         try:
             done = privacy.forget_user(conn, user)
         except privacy.HoldError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     out.print(f"Forgot {user}: {done.turns} turns, {done.feedback} feedback, {done.threads} web threads deleted.")
 
 
@@ -92,7 +92,7 @@ def retention(days: int | None = typer.Option(None, help="Override CITEWISE_RETE
     """Delete turns and web threads older than the retention period (users under legal hold are kept)."""
     keep = days or settings().retention_days
     if not keep:
-        _fail("no retention period: set CITEWISE_RETENTION_DAYS or pass --days N")
+        fail("no retention period: set CITEWISE_RETENTION_DAYS or pass --days N")
     with _conn() as conn:
         done = privacy.apply_retention(conn, keep)
     out.print(f"Retention {keep} days: {done.turns} turns, {done.feedback} feedback, {done.threads} threads deleted.")

@@ -1,0 +1,248 @@
+"""The front desk every door calls: CLI, web UI, JSON API, OpenAI-compatible endpoint, Slack and the evals.
+
+A door turns what it received into a :class:`Request` and hands it over. The desk validates and normalises it
+once (length, sampling from a preset plus overrides, filters), resolves the asker's access scope, and admits it
+through one process-wide :class:`Gate` before :func:`chat.chain.ask` runs. A rule kept here cannot be forgotten by
+a door; a rejection is a :class:`Rejected` whose ``status`` a door maps to its own way of saying no.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from chat.chain import ask
+from chat.sampling import Sampling, SamplingError, preset
+from chat.services import Services
+from chat.types import Answer, Question
+from core import access
+from core.settings import DeskSettings, Settings
+from retrieval import filters as grammar
+
+
+class Rejected(ValueError):
+    """The desk refused a request; ``status`` is its HTTP meaning (413 too long, 422 invalid, 503 busy)."""
+
+    status = 422
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooLong(Rejected):
+    status = 413
+
+
+class Busy(Rejected):
+    """More answers are waiting than the desk queues; retry after ``retry_after`` seconds."""
+
+    status = 503
+
+
+class Gate:
+    """Admission control for answers: at most ``concurrent`` run, at most ``queued`` wait (each up to ``wait_s``);
+    beyond that a request is refused at once with :class:`Busy` instead of piling up on the LLM.
+
+    One gate per process serves every door. It is thread-safe, since Slack's listeners and the CLI wait on
+    threads while the web doors wait on the event loop (polling, so a waiting request holds no thread).
+    """
+
+    def __init__(self, concurrent: int, queued: int, wait_s: float = 120.0) -> None:
+        self.concurrent, self.queued, self.wait_s = concurrent, queued, wait_s
+        self._slots = threading.BoundedSemaphore(concurrent)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._running = 0
+
+    @classmethod
+    def of(cls, cfg: DeskSettings) -> Gate:
+        return cls(cfg.max_concurrent_answers, cfg.max_queued_answers, cfg.queue_wait_s)
+
+    def check(self) -> None:
+        """Refuse now (before a response starts) when every slot is taken and the queue is full."""
+        if self._running >= self.concurrent and self._waiting >= self.queued:
+            raise Busy(f"busy: {self._running} answers running and {self._waiting} waiting; retry shortly", 5)
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.check()
+            self._waiting += 1
+
+    def _timeout(self) -> Busy:
+        return Busy(f"busy: no answer slot freed within {self.wait_s:g} s; retry shortly", 10)
+
+    def acquire(self) -> None:
+        """Wait on this thread for a slot; :meth:`release` gives it back."""
+        self._enter()
+        try:
+            if not self._slots.acquire(timeout=self.wait_s):
+                raise self._timeout()
+            self._started()
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    async def acquire_async(self) -> None:
+        """Wait on the event loop for a slot."""
+        self._enter()
+        try:
+            deadline = time.monotonic() + self.wait_s
+            while not self._slots.acquire(blocking=False):
+                if time.monotonic() > deadline:
+                    raise self._timeout()
+                await asyncio.sleep(0.05)
+            self._started()
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def _started(self) -> None:
+        with self._lock:
+            self._running += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._running -= 1
+        self._slots.release()
+
+    @contextmanager
+    def slot(self):
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+@dataclass(frozen=True)
+class Request:
+    """A question as a door received it, not yet validated. Sampling is a preset name plus overrides (None keeps
+    the preset's value); filters are grammar strings or already parsed conditions."""
+
+    text: str
+    channel: str  # cli, web, api, openai, slack, eval
+    user_id: str | None
+    conversation_id: str | None = None  # None starts a new conversation
+    filters: tuple[str | grammar.Filter, ...] = ()
+    preset: str | None = None  # None: the server's default (CITEWISE_PRESET)
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    sources: int | None = None
+    client_ref: str | None = None
+    history: tuple[tuple[str, str], ...] | None = None
+    operator: bool = False  # the CLI's operator (no CITEWISE_USER) or an eval: reads everything
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Checked:
+    text: str
+    filters: list[grammar.Filter]
+    sampling: Sampling
+
+
+def check(req: Request, cfg: Settings) -> Checked:
+    """The request's own validation, which needs no database: length, sources, filters, sampling."""
+    limit = cfg.desk.max_question_chars
+    if len(req.text) > limit:
+        raise TooLong(f"the question is {len(req.text)} characters; the limit is {limit} "
+                      "(an admin can raise CITEWISE_MAX_QUESTION_CHARS)")
+    if not req.text.strip():
+        raise Rejected("the question is empty")
+    if req.sources is not None and not 1 <= req.sources <= 50:
+        raise Rejected(f"sources={req.sources} is out of range; expected 1..50")
+    try:
+        parsed = [f if isinstance(f, grammar.Filter) else grammar.parse(f) for f in req.filters]
+    except grammar.FilterError as exc:
+        raise Rejected(f"filters: {exc}") from None
+    try:
+        sampling = preset(req.preset or cfg.answer.preset).with_overrides(
+            temperature=req.temperature, top_p=req.top_p, top_k=req.top_k, max_tokens=req.max_tokens, seed=req.seed)
+    except SamplingError as exc:
+        raise Rejected(f"sampling: {exc}") from None
+    return Checked(req.text, parsed, sampling)
+
+
+class FrontDesk:
+    def __init__(self, services: Services, gate: Gate | None = None) -> None:
+        self.services = services
+        self.gate = gate or Gate.of(services.settings.desk)
+
+    def _scope(self, req: Request) -> grammar.Scope:
+        if req.operator:
+            return grammar.EVERYTHING
+        with self.services.pool.connection() as conn:
+            who = access.resolve(conn, req.user_id)
+        return grammar.Scope.of(who, self.services.settings.public_ungrouped)
+
+    def prepare(self, req: Request) -> Question:
+        """Validate and normalise ``req``, resolve its scope, and refuse at once if the queue is full."""
+        ok = check(req, self.services.settings)
+        question = Question(text=ok.text, conversation_id=req.conversation_id or str(uuid.uuid4()),
+                            channel=req.channel, user_id=req.user_id, scope=self._scope(req), filters=ok.filters,
+                            sampling=ok.sampling, sources=req.sources, client_ref=req.client_ref,
+                            history=req.history)
+        self.gate.check()
+        return question
+
+    def answer(self, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
+        """Wait for a slot on this thread, then answer (callers on threads: CLI, Slack, evals)."""
+        with self.gate.slot():
+            return ask(self.services, q, on_token)
+
+    def ask(self, req: Request, on_token: Callable[[str], None] | None = None) -> Answer:
+        return self.answer(self.prepare(req), on_token)
+
+    async def stream(self, q: Question) -> AsyncIterator[Token | Done]:
+        """Yield :class:`Token` items while the answer streams, then one :class:`Done`; errors are raised.
+
+        :func:`ask` blocks (database, embedder and LLM client), so it runs on a worker thread that hands its tokens
+        to the event loop; a slow model never blocks other requests.
+        """
+        await self.gate.acquire_async()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def on_token(text: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, text)
+
+        async def run() -> Answer:
+            try:
+                return await asyncio.to_thread(ask, self.services, q, on_token)
+            finally:
+                self.gate.release()  # only when the answer is done, even if its caller went away
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        job = asyncio.ensure_future(run())
+        try:
+            while (text := await queue.get()) is not None:
+                yield Token(text)
+            yield Done(job.result())
+        finally:
+            if not job.done():  # the caller went away: the turn finishes and is recorded, unwaited for
+                job.add_done_callback(lambda j: j.exception())
+
+    async def answer_async(self, q: Question) -> Answer:
+        """The finished answer, for async callers that do not stream."""
+        async for item in self.stream(q):
+            if isinstance(item, Done):
+                return item.answer
+        raise RuntimeError("the answer stream ended without an answer")

@@ -1,0 +1,53 @@
+"""Stage: record. The turn, answered or failed, with everything needed to trace and replay it; its own short
+database connection, taken after generation."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from chat.context import Context
+from chat.generate import Generated, GenerationError
+from chat.retrieve import Retrieved
+from chat.services import Services
+from chat.turns import record_turn
+from chat.types import ABSTAIN_TEXT, Answer, Citation, Question
+from chat.verify import Verified
+
+
+def _latency(found: Retrieved, condense_ms: float | None, first_token_ms: float | None,
+             started: float) -> dict[str, float]:
+    latency = dict(found.timings)
+    if condense_ms is not None:
+        latency["condense_ms"] = condense_ms
+    if first_token_ms is not None:
+        latency["first_token_ms"] = first_token_ms
+    latency["total_ms"] = (time.perf_counter() - started) * 1000
+    return latency
+
+
+def record(services: Services, q: Question, found: Retrieved, ctx: Context, checked: Verified,
+           generated: Generated | None, condense_ms: float | None, started: float) -> Answer:
+    """The answer as returned to the door, after its turn is committed."""
+    by_number = {s.number: s for s in ctx.sources}
+    asked = generated is not None
+    answer = Answer(
+        ABSTAIN_TEXT if checked.abstained else checked.text, tuple(Citation.of(by_number[n]) for n in checked.cited),
+        tuple(Citation.of(s) for s in ctx.sources), checked.abstained, None, found.query,
+        ctx.prompt_version if asked else None, services.llm.model if asked else None, checked.removed_markers,
+        _latency(found, condense_ms, generated.first_token_ms if generated else None, started),
+        generated.prompt_tokens if generated else None, generated.completion_tokens if generated else None,
+        checked.auto_cited, checked.abstain_reason)
+    with services.pool.connection() as conn:
+        turn_id = record_turn(conn, q, answer, found.records(), ctx.prompt_name if asked else None)
+    return replace(answer, turn_id=turn_id)
+
+
+def record_failed(services: Services, q: Question, found: Retrieved, ctx: Context, exc: GenerationError,
+                  condense_ms: float | None, started: float) -> None:
+    """A turn whose model call failed: what it streamed, and the error, so no half answer goes unrecorded."""
+    failed = Answer(exc.partial, (), tuple(Citation.of(s) for s in ctx.sources), False, None, found.query,
+                    ctx.prompt_version, services.llm.model, latency=_latency(found, condense_ms, None, started))
+    with services.pool.connection() as conn:
+        record_turn(conn, q, failed, found.records(), ctx.prompt_name, status="failed",
+                    error=f"{type(exc.__cause__ or exc).__name__}: {exc}")

@@ -1,0 +1,359 @@
+"""Settings, read from the environment in one place and passed in explicitly.
+
+:meth:`Settings.from_env` is the only reader of ``os.environ``; it hands the same mapping to each section's
+``read``, so every variable is parsed by the section (and so the layer) that uses it, and tests and evals can
+build a ``Settings`` by hand. Each stage receives its own section, never the whole object, where it can.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting has a value citewise cannot use; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Env:
+    """Typed, range-checked reads from an environment mapping; an unset or empty variable gives the default."""
+
+    values: Mapping[str, str]
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        return self.values.get(name) or default
+
+    def int(self, name: str, default: int, lo: int, hi: int) -> int:
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer; expected {lo}..{hi}") from None
+        if not lo <= value <= hi:
+            raise SettingsError(f"{name}={value} is out of range; expected {lo}..{hi}")
+        return value
+
+    def float(self, name: str, default: float, lo: float, hi: float) -> float:
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number; expected {lo}..{hi}") from None
+        if not lo <= value <= hi:
+            raise SettingsError(f"{name}={value} is out of range; expected {lo}..{hi}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return default
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+
+
+# ---- retrieval: ingest → chunk → embed → store → search → re-rank ------------------------------------------------
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What ingest accepts and how hard it works on one file (parses of PDF/HTML run in a sandboxed child)."""
+
+    scrub_pii: bool = True
+    max_file_mb: int = 50
+    max_pdf_pages: int = 2000
+    file_timeout_s: float = 60.0  # per PDF/HTML parse
+    file_memory_mb: float = 1024.0  # per PDF/HTML parse, above the ingest process itself
+
+    @classmethod
+    def read(cls, env: Env) -> IngestSettings:
+        return cls(scrub_pii=env.bool("CITEWISE_SCRUB_PII", cls.scrub_pii),
+                   max_file_mb=env.int("CITEWISE_MAX_FILE_MB", cls.max_file_mb, 1, 10_000),
+                   max_pdf_pages=env.int("CITEWISE_MAX_PDF_PAGES", cls.max_pdf_pages, 1, 1_000_000),
+                   file_timeout_s=env.float("CITEWISE_FILE_TIMEOUT", cls.file_timeout_s, 1.0, 86_400.0),
+                   file_memory_mb=env.float("CITEWISE_FILE_MEMORY_MB", cls.file_memory_mb, 64.0, 1_000_000.0))
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """Chunk size in cl100k tokens. 200 keeps a chunk plus its title inside MiniLM's 256-wordpiece window."""
+
+    max_tokens: int = 200
+    overlap_tokens: int = 40
+
+    @classmethod
+    def read(cls, env: Env) -> ChunkSettings:
+        chunk = cls(max_tokens=env.int("CITEWISE_CHUNK_TOKENS", cls.max_tokens, 32, 2000),
+                    overlap_tokens=env.int("CITEWISE_CHUNK_OVERLAP", cls.overlap_tokens, 0, 1000))
+        if chunk.overlap_tokens >= chunk.max_tokens:
+            raise SettingsError(f"CITEWISE_CHUNK_OVERLAP ({chunk.overlap_tokens}) must be smaller than "
+                                f"CITEWISE_CHUNK_TOKENS ({chunk.max_tokens})")
+        return chunk
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Hybrid search knobs: reciprocal-rank fusion constant and weights, candidates per side, HNSW breadth."""
+
+    rrf_k: int = 60
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+    candidates: int = 100
+    ef_search: int = 100
+    keyword_postings: int = 20_000  # postings scanned for keyword candidates (rarest query terms first)
+    # Anserini's BEIR setting. SciFact train nDCG@10, side by side (evals: BM25 grid): 0.9/0.4 gives 0.7415
+    # re-ranked vs 0.7382 for 1.2/0.75 (hybrid 0.7228 vs 0.7243, keyword 0.7004 vs 0.6973)
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+
+    @classmethod
+    def read(cls, env: Env) -> SearchSettings:
+        return cls(rrf_k=env.int("CITEWISE_RRF_K", cls.rrf_k, 1, 1000),
+                   vector_weight=env.float("CITEWISE_VECTOR_WEIGHT", cls.vector_weight, 0.0, 10.0),
+                   keyword_weight=env.float("CITEWISE_KEYWORD_WEIGHT", cls.keyword_weight, 0.0, 10.0),
+                   candidates=env.int("CITEWISE_CANDIDATES", cls.candidates, 1, 1000),
+                   ef_search=env.int("CITEWISE_EF_SEARCH", cls.ef_search, 10, 1000),
+                   keyword_postings=env.int("CITEWISE_KEYWORD_POSTINGS", cls.keyword_postings, 100, 10**9),
+                   bm25_k1=env.float("CITEWISE_BM25_K1", cls.bm25_k1, 0.0, 10.0),
+                   bm25_b=env.float("CITEWISE_BM25_B", cls.bm25_b, 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """Local MiniLM by default; an OpenAI-compatible endpoint when ``base_url`` or ``model`` is set."""
+
+    model: str = "all-MiniLM-L6-v2"
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    batch_size: int = 32
+
+    @classmethod
+    def read(cls, env: Env) -> EmbeddingSettings:
+        return cls(model=env.str("CITEWISE_EMBEDDING_MODEL", cls.model) or cls.model,
+                   base_url=env.str("CITEWISE_EMBEDDING_BASE_URL"),
+                   api_key=env.str("CITEWISE_EMBEDDING_API_KEY") or env.str("OPENAI_API_KEY"),
+                   batch_size=env.int("CITEWISE_EMBEDDING_BATCH", cls.batch_size, 1, 2048))
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    backend: str = "features"  # features | none | cross-encoder | http
+    model: str | None = None  # CrossEncoder path or name, or the model name sent to an HTTP endpoint
+    url: str | None = None  # base URL of an HTTP rerank endpoint (POST {url}/rerank)
+    fetch: int = 100  # candidates fetched before re-ranking
+    vector_share: float = 0.5  # weight of the z-scored vector similarity against the z-scored BM25 score
+    freshness_weight: float = 0.0  # bonus for recent documents (half-life one year), in z-score units
+    duplicate_jaccard: float = 0.9  # drop a passage this similar (word shingles) to a better one
+
+    @classmethod
+    def read(cls, env: Env) -> RerankSettings:
+        return cls(backend=env.str("CITEWISE_RERANKER", cls.backend) or cls.backend,
+                   model=env.str("CITEWISE_RERANK_MODEL"), url=env.str("CITEWISE_RERANK_URL"),
+                   fetch=env.int("CITEWISE_RERANK_FETCH", cls.fetch, 1, 1000),
+                   vector_share=env.float("CITEWISE_RERANK_VECTOR_SHARE", cls.vector_share, 0.0, 1.0),
+                   freshness_weight=env.float("CITEWISE_RERANK_FRESHNESS", cls.freshness_weight, 0.0, 10.0))
+
+
+# ---- chat: condense → retrieve → build context → generate → verify → record ---------------------------------------
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """An OpenAI-compatible endpoint when ``base_url`` is set; otherwise citewise's own llama.cpp server."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    state_dir: Path = Path("llm")
+    models_dir: Path = Path("models")
+    n_ctx: int = 4096
+    threads: int = 2
+    timeout_s: float = 120.0
+
+    @classmethod
+    def read(cls, env: Env, home: Path) -> LLMSettings:
+        return cls(base_url=env.str("CITEWISE_LLM_BASE_URL"),
+                   api_key=env.str("CITEWISE_LLM_API_KEY") or env.str("OPENAI_API_KEY"),
+                   model=env.str("CITEWISE_LLM_MODEL"), state_dir=home / "llm", models_dir=home / "models",
+                   n_ctx=env.int("CITEWISE_LLM_CONTEXT", cls.n_ctx, 1024, 131072),
+                   threads=env.int("CITEWISE_LLM_THREADS", os.cpu_count() or 2, 1, 256),
+                   timeout_s=env.float("CITEWISE_LLM_TIMEOUT", cls.timeout_s, 1.0, 3600.0))
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How answers are assembled: the source budget in tokens, sources shown, and the abstention threshold."""
+
+    context_tokens: int = 1200  # llama.cpp reads ~80 prompt tokens/s on 2 cores: this keeps the first token ~15 s
+    sources: int = 5
+    preset: str = "precise"
+    # calibrated on XQuAD dev by `citewise eval calibrate`: 1.6% of answerable questions abstain, 65% of
+    # unanswerable ones do before the LLM is asked (which abstains on more of them itself)
+    min_similarity: float = 0.30
+
+    @classmethod
+    def read(cls, env: Env, llm: LLMSettings) -> AnswerSettings:
+        answer = cls(context_tokens=env.int("CITEWISE_CONTEXT_TOKENS", cls.context_tokens, 200, 100_000),
+                     sources=env.int("CITEWISE_SOURCES", cls.sources, 1, 50),
+                     preset=env.str("CITEWISE_PRESET", cls.preset) or cls.preset,
+                     min_similarity=env.float("CITEWISE_MIN_SIMILARITY", cls.min_similarity, -1.0, 1.0))
+        if answer.context_tokens + 600 > llm.n_ctx and not llm.base_url:
+            raise SettingsError(
+                f"CITEWISE_CONTEXT_TOKENS ({answer.context_tokens}) leaves no room for the question and the answer "
+                f"in the local model's {llm.n_ctx}-token window; use at most {llm.n_ctx - 600}")
+        return answer
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """The checks an answer passes before it is shown (see chat/verify.py for what each one catches).
+
+    Support is the share of a sentence's content terms found in one source.
+    """
+
+    min_terms: int = 3  # an answer with fewer content terms is too short to be an answer
+    max_ungrounded: float = 0.5  # above this share of question terms missing from every source, abstain
+    min_support: float = 0.5  # below this, no answer sentence is backed by any source: abstain
+    repair_support: float = 0.5  # a source holding this share of a sentence's terms may be cited for it
+
+    @classmethod
+    def read(cls, env: Env) -> VerifySettings:
+        return cls(min_terms=env.int("CITEWISE_VERIFY_MIN_TERMS", cls.min_terms, 0, 100),
+                   max_ungrounded=env.float("CITEWISE_VERIFY_MAX_UNGROUNDED", cls.max_ungrounded, 0.0, 1.0),
+                   min_support=env.float("CITEWISE_VERIFY_MIN_SUPPORT", cls.min_support, 0.0, 1.0),
+                   repair_support=env.float("CITEWISE_VERIFY_REPAIR_SUPPORT", cls.repair_support, 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class DeskSettings:
+    """The front desk every door calls: how long a question may be, and how many answers run and wait."""
+
+    max_question_chars: int = 4000
+    # answers running at once (each waits on the LLM) and waiting beyond them; more are refused with 503 +
+    # Retry-After. The database pool is sized from these (see docs/configuration.md).
+    max_concurrent_answers: int = 4
+    max_queued_answers: int = 32
+    queue_wait_s: float = 120.0
+
+    @classmethod
+    def read(cls, env: Env) -> DeskSettings:
+        # the local llama.cpp server generates one answer at a time, and a new request cuts off the one it is
+        # streaming: with it, answers queue in citewise's gate instead
+        concurrent = cls.max_concurrent_answers if env.str("CITEWISE_LLM_BASE_URL") else 1
+        return cls(max_question_chars=env.int("CITEWISE_MAX_QUESTION_CHARS", cls.max_question_chars, 10, 100_000),
+                   max_concurrent_answers=env.int("CITEWISE_MAX_CONCURRENT_ANSWERS", concurrent, 1, 256),
+                   max_queued_answers=env.int("CITEWISE_MAX_QUEUED_ANSWERS", cls.max_queued_answers, 0, 10_000),
+                   queue_wait_s=env.float("CITEWISE_QUEUE_WAIT", cls.queue_wait_s, 1.0, 3600.0))
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The web server: where it listens, who may log in, and the shared secret that signs their sessions."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    users: str | None = field(default=None, repr=False)  # "alice:password,bob:password"; unset: one demo user
+    auth_header: str | None = None  # trust this header's user name (set only behind an authenticating proxy)
+    auth_secret: str | None = field(default=None, repr=False)  # signs login sessions; generated once when unset
+
+    @classmethod
+    def read(cls, env: Env) -> WebSettings:
+        return cls(host=env.str("CITEWISE_HOST", cls.host) or cls.host,
+                   port=env.int("CITEWISE_PORT", cls.port, 1, 65535), users=env.str("CITEWISE_WEB_USERS"),
+                   auth_header=env.str("CITEWISE_WEB_AUTH_HEADER"),
+                   auth_secret=env.str("CITEWISE_AUTH_SECRET") or env.str("CHAINLIT_AUTH_SECRET"))
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The JSON API: who may call it (``name:token,...``; unset: no auth, for loopback use)."""
+
+    tokens: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def read(cls, env: Env) -> ApiSettings:
+        return cls(tokens=env.str("CITEWISE_API_TOKENS"))
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """The Slack bot: credentials, where the Web API is, which channels search what, and who may ask."""
+
+    bot_token: str | None = field(default=None, repr=False)
+    signing_secret: str | None = field(default=None, repr=False)
+    app_token: str | None = field(default=None, repr=False)  # Socket Mode when set
+    api_url: str | None = None  # the Web API's base URL (default Slack's; a local stand-in in tests)
+    channel_filters: str | None = None  # JSON: {"C0123": ["source=handbook"], "*": [...]}
+    allowed_users: tuple[str, ...] = ()  # Slack user ids; empty: everyone in the workspace
+    update_interval_s: float = 1.0  # at most one chat.update per interval while streaming (Slack rate limits)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token and (self.signing_secret or self.app_token))
+
+    @classmethod
+    def read(cls, env: Env) -> SlackSettings:
+        allowed = env.str("CITEWISE_SLACK_ALLOWED_USERS") or ""
+        return cls(bot_token=env.str("SLACK_BOT_TOKEN"), signing_secret=env.str("SLACK_SIGNING_SECRET"),
+                   app_token=env.str("SLACK_APP_TOKEN"), api_url=env.str("CITEWISE_SLACK_API_URL"),
+                   channel_filters=env.str("CITEWISE_SLACK_CHANNEL_FILTERS"),
+                   allowed_users=tuple(u.strip() for u in allowed.split(",") if u.strip()),
+                   update_interval_s=env.float("CITEWISE_SLACK_UPDATE_INTERVAL", cls.update_interval_s, 0.0, 60.0))
+
+
+def _default_home(env: Env) -> Path:
+    data = env.str("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "citewise"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None = None
+    # the CLI's identity: its access groups come from app_users; unset, the CLI is the operator (reads everything)
+    user: str | None = None
+    public_ungrouped: bool = True  # documents without access groups are readable by everyone
+    retention_days: int | None = None  # turns and web threads older than this are deleted (unset: kept)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    chunk: ChunkSettings = field(default_factory=ChunkSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    rerank: RerankSettings = field(default_factory=RerankSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    desk: DeskSettings = field(default_factory=DeskSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def with_database(self, url: str | None) -> Settings:
+        return replace(self, database_url=url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = Env(os.environ if environ is None else environ)
+        home = Path(env.str("CITEWISE_HOME") or _default_home(env)).expanduser()
+        llm = LLMSettings.read(env, home)
+        retention = env.int("CITEWISE_RETENTION_DAYS", 0, 1, 36500) if env.str("CITEWISE_RETENTION_DAYS") else None
+        return cls(home=home, database_url=env.str("CITEWISE_DATABASE_URL"), user=env.str("CITEWISE_USER"),
+                   public_ungrouped=env.bool("CITEWISE_PUBLIC_UNGROUPED", True), retention_days=retention,
+                   ingest=IngestSettings.read(env), chunk=ChunkSettings.read(env), search=SearchSettings.read(env),
+                   embedding=EmbeddingSettings.read(env), rerank=RerankSettings.read(env), llm=llm,
+                   answer=AnswerSettings.read(env, llm), verify=VerifySettings.read(env), desk=DeskSettings.read(env),
+                   web=WebSettings.read(env), api=ApiSettings.read(env), slack=SlackSettings.read(env))
