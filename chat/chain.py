@@ -1,7 +1,9 @@
 """The answer pipeline: condense → retrieve → build context → generate → verify → record.
 
 Each stage is its own module with one typed entry point; frozen dataclasses pass between them, and :func:`ask`
-only composes them. No database connection is held while the model generates. Doors never call this directly:
+only composes them. The model's tokens go through verification before any reach ``on_token``: a caller sees
+only sentences that passed the same checks as the final answer, which is exactly what was streamed. No database
+connection is held while the model generates. Doors never call this directly:
 they go through the front desk (chat.frontdesk), which validates the request, resolves the asker's scope and
 takes an admission slot first.
 """
@@ -19,11 +21,11 @@ from chat.record import record, record_failed
 from chat.retrieve import retrieve
 from chat.services import Services
 from chat.types import ABSTAIN_TEXT, Answer, Question
-from chat.verify import abstention, verify
+from chat.verify import SentenceStream, abstention
 
 
 def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
-    """Answer ``q`` with checked citations, streaming the model's tokens to ``on_token``; record the turn."""
+    """Answer ``q`` with checked citations, streaming verified sentences to ``on_token``; record the turn."""
     cfg, started = services.settings, time.perf_counter()
     standalone = condense(services, q)
     n_sources = q.sources or cfg.answer.sources
@@ -33,10 +35,10 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         if on_token:
             on_token(ABSTAIN_TEXT)
         return record(services, q, found, ctx, abstention(ctx.abstain_reason), None, standalone.condense_ms, started)
+    verified = SentenceStream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted)
     try:
-        generated = generate(services.llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, on_token)
+        generated = generate(services.llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, verified.feed)
     except GenerationError as exc:
         record_failed(services, q, found, ctx, exc, standalone.condense_ms, started)
         raise LLMError(f"the LLM at {services.llm.base_url} failed: {exc}") from exc
-    checked = verify(generated.text, ctx.sources, standalone.question, cfg.verify)
-    return record(services, q, found, ctx, checked, generated, standalone.condense_ms, started)
+    return record(services, q, found, ctx, verified.close(), generated, standalone.condense_ms, started)

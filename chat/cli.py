@@ -49,21 +49,13 @@ def _checked(cfg, request, desk=None):
 
 
 class _Stream:
-    """Prints tokens as they come and remembers them, to tell whether the checked answer differs."""
+    """Prints the answer as its verified sentences arrive (what streams is the final answer)."""
 
-    def __init__(self) -> None:
-        self.text = ""
-
-    def __call__(self, token: str) -> None:
-        self.text += token
-        out.print(token, end="", markup=False, highlight=False)
+    def __call__(self, piece: str) -> None:
+        out.print(piece, end="", markup=False, highlight=False)
 
     def settle(self, answer) -> None:
-        """After streaming: the checked answer, when citation repair or abstention changed it."""
         out.print()
-        if answer.text.strip() != self.text.strip():
-            out.print("[dim]checked:[/dim] ", end="")
-            out.print(answer.text, markup=False, highlight=False)
 
 
 def _print_sources(answer) -> None:

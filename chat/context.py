@@ -14,6 +14,7 @@ import prompts
 from chat.retrieve import Retrieved
 from chat.sampling import Sampling
 from core.settings import AnswerSettings
+from retrieval import instructions
 from retrieval.tokens import count, encoding
 from retrieval.types import Hit
 
@@ -88,9 +89,10 @@ def _header(n: int, h: Hit) -> str:
 
 
 def _clean(text: str) -> str:
-    """Source text as data: no delimiters of ours, and Markdown heading marks dropped (the header names the
-    section), so a small model does not read a ``## Heading`` as the start of another source."""
-    return _HEADING_MARK.sub("", _DELIMS.sub("", text))
+    """Source text as data: no delimiters of ours, no sentences addressed to the assistant (withheld, visibly),
+    and Markdown heading marks dropped (the header names the section), so a small model does not read a
+    ``## Heading`` as the start of another source."""
+    return _HEADING_MARK.sub("", instructions.withhold(_DELIMS.sub("", text)))
 
 
 def _truncate(text: str, tokens: int) -> str:
@@ -137,6 +139,7 @@ class Context:
     prompt_name: str
     prompt_version: str
     abstain_reason: str | None  # no_sources | below_similarity: no need to ask the model
+    planted: instructions.Found  # what the shown sources address to the assistant (withheld from the prompt)
 
 
 def _budget(question: str, sampling: Sampling, cfg: AnswerSettings, n_ctx: int) -> int:
@@ -154,4 +157,5 @@ def prepare(found: Retrieved, sampling: Sampling, n_sources: int, cfg: AnswerSet
     reason = ("no_sources" if not sources else
               "below_similarity" if best is None or best < cfg.min_similarity else None)
     rendered = "" if reason else template.render(sources=block, question=found.query)
-    return Context(tuple(sources), system, rendered, template.name, template.version, reason)
+    planted = instructions.find("\n".join(_merge_text(list(s.hits)) for s in sources))
+    return Context(tuple(sources), system, rendered, template.name, template.version, reason, planted)

@@ -108,18 +108,12 @@ async def chat_completions(body: ChatIn, who: Caller, desk: Desk):
 
     async def events() -> AsyncIterator[bytes]:
         yield chunk({"role": "assistant", "content": ""})
-        streamed = ""
         try:
             async for item in desk.stream(question):
-                if isinstance(item, Token):
-                    streamed += item.text
+                if isinstance(item, Token):  # verified sentences: together they are the final answer's text
                     yield chunk({"content": item.text})
                 else:
-                    answer = item.answer
-                    # the checked answer can differ from the raw stream (citations repaired, or an abstention)
-                    tail = answer.text[len(streamed):] if answer.text.startswith(streamed) else (
-                        "\n\n" + answer.text if answer.text.strip() != streamed.strip() else "")
-                    yield chunk({"content": tail + footer(answer)}, **_extras(answer))
+                    yield chunk({"content": footer(item.answer)}, **_extras(item.answer))
         except Exception as exc:
             yield chunk({"content": f"\n\n[citewise: the answer failed: {exc}]"})
         yield chunk({}, "stop")

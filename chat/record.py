@@ -15,13 +15,14 @@ from chat.types import ABSTAIN_TEXT, Answer, Citation, Question
 from chat.verify import Verified
 
 
-def _latency(found: Retrieved, condense_ms: float | None, first_token_ms: float | None,
-             started: float) -> dict[str, float]:
+def _latency(found: Retrieved, condense_ms: float | None, first_token_ms: float | None, started: float,
+             first_verified_ms: float | None = None) -> dict[str, float]:
+    """Stage timings; ``first_token_ms`` and ``first_verified_ms`` count from the start of generation."""
     latency = dict(found.timings)
-    if condense_ms is not None:
-        latency["condense_ms"] = condense_ms
-    if first_token_ms is not None:
-        latency["first_token_ms"] = first_token_ms
+    for name, value in (("condense_ms", condense_ms), ("first_token_ms", first_token_ms),
+                        ("first_verified_ms", first_verified_ms)):
+        if value is not None:
+            latency[name] = value
     latency["total_ms"] = (time.perf_counter() - started) * 1000
     return latency
 
@@ -35,7 +36,8 @@ def record(services: Services, q: Question, found: Retrieved, ctx: Context, chec
         ABSTAIN_TEXT if checked.abstained else checked.text, tuple(Citation.of(by_number[n]) for n in checked.cited),
         tuple(Citation.of(s) for s in ctx.sources), checked.abstained, None, found.query,
         ctx.prompt_version if asked else None, services.llm.model if asked else None, checked.removed_markers,
-        _latency(found, condense_ms, generated.first_token_ms if generated else None, started),
+        _latency(found, condense_ms, generated.first_token_ms if generated else None, started,
+                 checked.first_verified_ms),
         generated.prompt_tokens if generated else None, generated.completion_tokens if generated else None,
         checked.auto_cited, checked.abstain_reason)
     with services.pool.connection() as conn:

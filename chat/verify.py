@@ -1,27 +1,47 @@
-"""Stage: verify. Check the model's answer against the sources it was shown before anyone sees it as final.
+"""Stage: verify. The model's answer reaches the user a sentence at a time, each only after it passed the checks,
+so no door ever shows text that is later withdrawn: what streams is exactly the final answer.
 
-In order: stray "the sources do not contain" sentences are dropped (a small model often answers and then adds
-one); markers naming no source are removed; the answer abstains when it is too short to be one, repeats the
-question's terms that no source holds (``ungrounded``), or has no sentence a source backs (``unsupported``: the
-prompt's example, a planted instruction or the model's memory); otherwise missing or wrong markers are repaired
-by content-term overlap. Every abstention carries its reason.
+A sentence (or a paragraph, or a code block) is judged when the next one has begun, or when the stream ends:
+- a "the sources do not contain …" sentence is dropped (a small model often answers and then adds one);
+- markers naming no source are removed and counted;
+- a sentence repeating the system prompt is dropped (``prompt_leak``), and so is one repeating what a source
+  addresses to the assistant or the word it asks for (``instruction``), or holding a link the question did not
+  ask for (``unasked_link``);
+- a sentence long enough to judge (``min_terms`` content terms) must share ``min_support`` of its terms with one
+  source (else ``unsupported``: the prompt's example, a planted instruction or the model's memory), and must not
+  repeat more than ``max_ungrounded`` of the question's terms that no source holds (else ``ungrounded``: a small
+  model fills such gaps with numbers from nearby text); a missing or wrong marker is then repaired by overlap;
+- a shorter one is released when it cites a source, or joins the sentence after it; code blocks follow the
+  answer they belong to.
+When sentences were left out, the reply ends by saying so. When nothing passes, the answer is an abstention
+with the reason of the last check that failed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chat.citations import best_support, check, repair, ungrounded_share
+from chat.citations import check, repair, ungrounded_share
 from chat.context import Source
+from chat.types import ABSTAIN_TEXT
 from core.settings import VerifySettings
-from retrieval import keywords
+from retrieval import instructions, keywords
 
 ABSTAIN_PHRASE = re.compile(r"(sources? (do|does) not (contain|mention|provide|include|say)|not (contained|"
                             r"mentioned|found) in the sources|cannot (find|answer)|no information (about|on)|"
                             r"i don'?t know)", re.I)
-_PIECES = re.compile(r"((?<=[.!?])\s+|\n\s*\n)")  # sentences/paragraphs at even indexes, separators between
+# a sentence ends at . ! ? (closing quotes/brackets and trailing citation markers stay with it) before the next
+# sentence starts; a blank line ends a paragraph
+_BOUNDARY = re.compile(r"(?P<end>[.!?][\"')\]]*(?:[ \t]*\[[\d\s,\-–]+\])*)(?P<sep>\s+)(?=[^\s\[])"
+                       r"|(?P<para>\n[ \t]*\n\s*)(?=\S)")
+_MARKER = re.compile(r"\[[\d\s,\-–]+\]")
+_LEAK_WORDS = 8  # this many consecutive words of the system prompt in a sentence is a leak
+_ECHO_WORDS = 5  # this many consecutive words of a planted instruction in a sentence is obeying it
+_LINK = re.compile(r"https?://|www\.|\]\(", re.I)
+_ASKS_FOR_LINK = re.compile(r"\b(links?|urls?|https?|website|web ?page|address|download)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,8 @@ class Verified:
     abstain_reason: str | None = None
     removed_markers: int = 0
     auto_cited: int = 0  # markers added or corrected by the overlap repair
+    dropped: int = 0  # sentences left out because no source supports them (the reply says so)
+    first_verified_ms: float | None = None  # from the start of the stream to the first released sentence
 
     @property
     def abstained(self) -> bool:
@@ -41,19 +63,136 @@ def abstention(reason: str, removed_markers: int = 0) -> Verified:
     return Verified("", (), reason, removed_markers)
 
 
-def verify(raw: str, sources: Sequence[Source], question: str, cfg: VerifySettings) -> Verified:
-    pieces = _PIECES.split(raw)
-    body = "".join(p for i, p in enumerate(pieces) if i % 2 or not ABSTAIN_PHRASE.search(p)).strip()
-    checked = check(body, len(sources))
-    texts = [s.text for s in sources]
-    if len(keywords.terms(body)) < cfg.min_terms:
-        return abstention("model_declined" if ABSTAIN_PHRASE.search(raw) else "too_short", checked.removed)
-    if ungrounded_share(question, body, texts, keywords.terms) > cfg.max_ungrounded:
-        return abstention("ungrounded", checked.removed)
-    if best_support(body, texts, keywords.terms) < cfg.min_support:
-        return abstention("unsupported", checked.removed)
-    mended = repair(checked.text, {s.number: s.text for s in sources}, keywords.terms, cfg.repair_support)
-    auto_cited = mended.added + mended.corrected
-    if auto_cited:
-        checked = check(mended.text, len(sources))
-    return Verified(checked.text, checked.cited, None, checked.removed, auto_cited)
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+class SentenceStream:
+    """Feed it the model's tokens; it passes verified text to ``on_release`` and returns the verdict on close."""
+
+    def __init__(self, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "",
+                 on_release: Callable[[str], None] | None = None, planted: instructions.Found | None = None) -> None:
+        self.sources, self.question, self.cfg = list(sources), question, cfg
+        self.by_number = {s.number: s.text for s in self.sources}
+        self.source_terms = [set(keywords.terms(s.text)) for s in self.sources]
+        self.texts = [s.text for s in self.sources]
+        self.leaks = _ngrams(system, _LEAK_WORDS) if system else set()
+        planted = planted or instructions.find("\n".join(self.texts))
+        asked = question.lower()
+        self.payloads = [p for p in planted.payloads if not re.search(rf"\b{re.escape(p)}\b", asked)]
+        self.echoes = set().union(*(_ngrams(s, _ECHO_WORDS) for s in planted.sentences))
+        self.links_ok = bool(_ASKS_FOR_LINK.search(question))
+        self.on_release = on_release
+        self.started = time.perf_counter()
+        self.buffer = ""
+        self.before = ""  # the separator in front of the next unit
+        self.held, self.held_before, self.held_after = "", "", ""  # a short piece waiting for the next sentence
+        self.shown: list[str] = []
+        self.cited: list[int] = []
+        self.removed = self.auto_cited = self.dropped = 0
+        self.declined = False
+        self.last_reason: str | None = None
+        self.first_ms: float | None = None
+
+    def feed(self, piece: str) -> None:
+        self.buffer += piece
+        while (cut := self._cut()) is not None:
+            unit, sep, self.buffer = cut
+            self._judge(unit, sep)
+
+    def _cut(self) -> tuple[str, str, str] | None:
+        for m in _BOUNDARY.finditer(self.buffer):
+            end = m.end("end") if m.group("end") else m.start("para")
+            unit = self.buffer[:end]
+            if unit.count("```") % 2 == 0:  # never inside a code block
+                return unit, self.buffer[end:m.end()], self.buffer[m.end():]
+        return None
+
+    def _release(self, text: str, before: str) -> None:
+        gap = "\n\n" if before.count("\n") > 1 else "\n" if "\n" in before else " "
+        piece = (gap if self.shown else "") + text
+        self.shown.append(piece)
+        if self.first_ms is None:
+            self.first_ms = (time.perf_counter() - self.started) * 1000
+        if self.on_release:
+            self.on_release(piece)
+
+    def _judge(self, unit: str, after: str) -> None:
+        before, self.before = self.before, after
+        if self.held:  # a short piece joins the sentence after it
+            unit, before = self.held + self.held_after + unit, self.held_before
+            self.held = ""
+        if not unit.strip():
+            return
+        if ABSTAIN_PHRASE.search(unit):
+            self.declined = True
+            return
+        if "```" in unit:
+            if self.shown:
+                self._release(unit.strip("\n"), before)
+            return
+        checked = check(unit, len(self.sources))
+        self.removed += checked.removed
+        words = set(keywords.terms(_MARKER.sub(" ", checked.text)))
+        if self.leaks and _ngrams(checked.text, _LEAK_WORDS) & self.leaks:
+            self._drop("prompt_leak")
+        elif self._obeys(checked.text):
+            self._drop("instruction")
+        elif not self.links_ok and _LINK.search(checked.text):
+            self._drop("unasked_link")
+        elif len(words) < self.cfg.min_terms:
+            if checked.cited:
+                self._accept(checked.text, checked.cited, before)
+            else:
+                self.held, self.held_before, self.held_after = unit, before, after
+        elif max((len(words & st) / len(words) for st in self.source_terms), default=0.0) < self.cfg.min_support:
+            self._drop("unsupported")
+        elif ungrounded_share(self.question, checked.text, self.texts, keywords.terms) > self.cfg.max_ungrounded:
+            self._drop("ungrounded")
+        else:
+            mended = repair(checked.text, self.by_number, keywords.terms, self.cfg.repair_support)
+            if mended.added + mended.corrected:
+                self.auto_cited += mended.added + mended.corrected
+                checked = check(mended.text, len(self.sources))
+            self._accept(checked.text, checked.cited, before)
+
+    def _obeys(self, text: str) -> bool:
+        low = text.lower()
+        return any(re.search(rf"(?<!\w){re.escape(p)}(?!\w)", low) for p in self.payloads) or bool(
+            self.echoes and _ngrams(text, _ECHO_WORDS) & self.echoes)
+
+    def _accept(self, text: str, cited: tuple[int, ...], before: str) -> None:
+        for n in cited:
+            if n not in self.cited:
+                self.cited.append(n)
+        self._release(text, before)
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.last_reason = reason
+
+    def close(self) -> Verified:
+        rest, self.buffer = self.buffer, ""
+        if rest.strip():
+            self._judge(rest, "")
+        self.held = ""  # a short closing remark that cites nothing ("Hope this helps.") is not shown
+        text = "".join(self.shown).strip()
+        if not text:
+            reason = self.last_reason or ("model_declined" if self.declined else "too_short")
+            if self.on_release:
+                self.on_release(ABSTAIN_TEXT)
+            return Verified("", (), reason, self.removed, first_verified_ms=self.first_ms)
+        if self.dropped:
+            note = (f"(citewise left out {self.dropped} sentence{'s' if self.dropped > 1 else ''} "
+                    "that the sources do not support.)")
+            self._release(note, "\n\n")
+            text = "".join(self.shown).strip()
+        return Verified(text, tuple(self.cited), None, self.removed, self.auto_cited, self.dropped, self.first_ms)
+
+
+def verify(raw: str, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "") -> Verified:
+    """The verdict on a whole answer (the same checks as streaming, fed at once)."""
+    stream = SentenceStream(sources, question, cfg, system)
+    stream.feed(raw)
+    return stream.close()

@@ -110,9 +110,10 @@ _SOURCE = re.compile(r'<source id="(\d+)"[^>]*>\n?(.*?)</source>', re.DOTALL)
 _WORD = re.compile(r"[a-z0-9]{3,}")
 
 
-def grounded_reply(req: dict[str, Any]) -> str:
-    """A stand-in that behaves like a careful model: answers with the sentence of the sources that shares the most
-    words with the question, citing it; condenses a follow-up by joining it to the first question."""
+def grounded_reply(req: dict[str, Any], sentences: int = 1) -> str:
+    """A stand-in that behaves like a careful model: answers with the ``sentences`` sentences of the sources that
+    share the most words with the question, each citing its source; condenses a follow-up by joining it to the
+    first question."""
     prompt = req["messages"][-1]["content"]
     if "Standalone question:" in prompt:
         first = re.search(r"^User: (.*)$", prompt, re.M)
@@ -120,15 +121,21 @@ def grounded_reply(req: dict[str, Any]) -> str:
         return f"{last.group(1) if last else ''} (about: {first.group(1) if first else ''})".strip()
     question = (prompt.rsplit("Question:", 1)[-1].strip().splitlines() or [""])[0]
     wanted = set(_WORD.findall(question.lower()))
-    best = (0, "", "")
+    scored = []
     for number, text in _SOURCE.findall(prompt):
         for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
             score = len(wanted & set(_WORD.findall(sentence.lower())))
-            if score > best[0] and len(sentence) > 20:
-                best = (score, number, sentence.strip().rstrip("."))
-    if not best[1]:
+            if score and len(sentence) > 20:
+                scored.append((-score, len(scored), number, sentence.strip().rstrip(".")))
+    if not scored:
         return "The sources do not contain the answer."
-    return f"{best[2]} [{best[1]}]."
+    return " ".join(f"{text} [{number}]." for _, _, number, text in sorted(scored)[:sentences])
+
+
+def grounded_sentences(n: int):
+    """:func:`grounded_reply` answering with the ``n`` best sentences (to watch an answer stream sentence by
+    sentence)."""
+    return lambda req: grounded_reply(req, n)
 
 
 if __name__ == "__main__":  # a stand-in server for trying the UI by hand: python tests/openai_standin.py PORT

@@ -90,9 +90,9 @@ def test_ask_streams_server_sent_events(stack) -> None:
             elif line.startswith("data: "):
                 events.append((event, json.loads(line[6:])))
     kinds = [e for e, _ in events]
-    assert kinds.count("token") >= 3 and kinds[-1] == "answer"
+    assert kinds.count("token") >= 1 and kinds[-1] == "answer"
     streamed = "".join(d["text"] for e, d in events if e == "token")
-    assert events[-1][1]["answer"].startswith(streamed.strip()[:20]) and events[-1][1]["citations"]
+    assert streamed == events[-1][1]["answer"] and events[-1][1]["citations"], "what streamed is the answer"
 
 
 def test_bad_requests_get_clear_4xx(stack) -> None:

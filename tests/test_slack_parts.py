@@ -37,7 +37,8 @@ def _services(pool, embedder, settings, llm: StandIn, interval: float) -> FrontD
 
 
 def test_the_answer_streams_into_the_placeholder_with_rate_limited_updates(pool, embedder, settings) -> None:
-    reply = "New employees get 25 vacation days per year, which the handbook states plainly [1]."
+    reply = ("New employees get 25 vacation days per year, as the handbook states [1]. Unused vacation days "
+             "carry over until March [1]. New employees get those 25 vacation days every year [1].")
     with StandIn(reply, delay_s=0.05) as llm, SlackStandIn() as slack:
         client = WebClient(token="xoxb-x", base_url=slack.base_url)
         event = {"channel": "C1", "user": "U1", "ts": "10.1", "text": "<@UBOT> How many vacation days?"}
@@ -46,7 +47,8 @@ def test_the_answer_streams_into_the_placeholder_with_rate_limited_updates(pool,
     updates = slack.of("chat.update")
     partial = [u for u in updates if not u.get("blocks")]
     assert placeholder["thread_ts"] == "10.1" and placeholder["text"] == "Searching…"
-    assert 1 <= len(partial) <= 5, "streamed, but at most one update per interval (21 chunks over ~1 s)"
+    assert 1 <= len(partial) <= 5, "streamed sentence by sentence, at most one update per interval"
+    assert all(u["text"].rstrip(" …").endswith(".") for u in partial), "only whole verified sentences are shown"
     assert all(u["ts"] == placeholder["_ts"] for u in updates) and updates[-1]["blocks"]
 
 
