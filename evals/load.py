@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from evals.stats import percentile
+
 QUESTIONS = ["How do I filter search results by date?", "Which file types can I ingest?",
              "What happens when an ingest is interrupted?", "How do I log in to the web UI?",
              "How do I change the sampling temperature?", "What does the settings panel hold?",
@@ -71,8 +73,8 @@ async def run(base: str, users: int, duration: float, max_requests: int, timeout
     lat = sorted(stats["latencies"])
     return {"users": users, "duration_s": round(elapsed, 1), "requests": stats["requests"],
             "answered": len(lat), "throughput_per_s": round(len(lat) / elapsed, 2),
-            "p50_ms": round(stats.percentile(lat, 50), 1) if lat else None,
-            "p95_ms": round(stats.percentile(lat, 95), 1) if lat else None,
+            "p50_ms": round(percentile(lat, 50), 1) if lat else None,
+            "p95_ms": round(percentile(lat, 95), 1) if lat else None,
             "refused_503_429": stats["refused"], "refusals_without_retry_after": stats["retry_after_missing"],
             "errors": len(stats["errors"]), "error_samples": stats["errors"][:5],
             "feedback_posted": len(stats["feedback_ids"]), "feedback_ids": stats["feedback_ids"]}

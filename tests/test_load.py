@@ -9,7 +9,7 @@ import pytest
 
 from evals.load import check_feedback, run
 from evals.serving import serve
-from evals.standin_llm import StandIn, grounded_reply
+from evals.standin_llm import StandIn, grounded_reply, grounded_sentences
 
 
 @pytest.mark.slow
@@ -36,19 +36,19 @@ def test_killing_the_server_mid_answer_leaves_no_half_turn(demo_db, tmp_path) ->
 
     question = "Which file types can I ingest, and how are they read?"
     procs: list = []
-    with StandIn(grounded_reply, delay_s=0.3) as llm, serve(tmp_path, {
+    with StandIn(grounded_sentences(3), delay_s=0.1) as llm, serve(tmp_path, {
             "CITEWISE_DATABASE_URL": demo_db, "CITEWISE_LLM_BASE_URL": llm.base_url, "CITEWISE_LLM_MODEL": "standin",
             "CITEWISE_LLM_API_KEY": "x"}, procs=procs) as base:
         tokens = 0
         with httpx.stream("POST", f"{base}/v1/ask?stream=true", json={"question": question}, timeout=30) as r:
             for line in r.iter_lines():
                 if line.startswith("data: ") and "text" in json.loads(line[6:]):
-                    tokens += 1
-                    if tokens == 3:
+                    tokens += 1  # a token event is a whole verified sentence: the answer has two more to go
+                    if tokens == 1:
                         os.kill(procs[0].pid, signal.SIGKILL)
                         break
         procs[0].wait(10)
-    assert tokens == 3
+    assert tokens == 1
     with psycopg.connect(demo_db) as conn:
         rows = conn.execute("SELECT status FROM turns WHERE question = %s", (question,)).fetchall()
     assert rows in ([], [("failed",)]), "a killed answer is recorded as failed or not at all, never half"
