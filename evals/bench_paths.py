@@ -25,6 +25,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":  # run by path: evals/ itself must not shadow the packages (evals/retrieval.py)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "evals"]
 REPLY = "New employees get 25 vacation days per year [1]."
 
 
