@@ -36,18 +36,25 @@ def _pct(values: list[float]) -> dict[str, float]:
     return {"p50_ms": round(at(50), 2), "p95_ms": round(at(95), 2), "n": len(ordered)}
 
 
+def _core():
+    """The database module and Settings of the tree on PYTHONPATH. The layout before core/ is tried first: a tree
+    without core/ would otherwise import it from the editable install of this one."""
+    try:
+        from retrieval.settings import Settings
+
+        from retrieval import db
+    except ImportError:
+        from core import db  # type: ignore[no-redef]
+        from core.settings import Settings  # type: ignore[no-redef]
+    return db, Settings
+
+
 def _search(scifact: Path, n_queries: int) -> dict:
     from evals.retrieval import prepare
     from retrieval.embed import LocalEmbedder
     from retrieval.search import search_vector
 
-    try:
-        from core import db
-        from core.settings import Settings
-    except ImportError:  # a tree from before the core package
-        from retrieval.settings import Settings  # type: ignore[no-redef]
-
-        from retrieval import db  # type: ignore[no-redef]
+    db, Settings = _core()
     settings = Settings.from_env()
     embedder = LocalEmbedder()
     url, data = prepare(settings, embedder, scifact, "train")
@@ -84,13 +91,7 @@ def _chain(n_questions: int) -> dict:
     from retrieval.ingest import IngestOptions, ingest
     from retrieval.rerank import load_reranker
 
-    try:
-        from core import db
-        from core.settings import Settings
-    except ImportError:
-        from retrieval.settings import Settings  # type: ignore[no-redef]
-
-        from retrieval import db  # type: ignore[no-redef]
+    db, Settings = _core()
     settings = Settings.from_env()
     embedder = LocalEmbedder()
     url = isolated_database(db.database_url(settings), "citewise_bench_paths_demo", fresh=False)
