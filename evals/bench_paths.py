@@ -36,14 +36,20 @@ def _pct(values: list[float]) -> dict[str, float]:
     return {"p50_ms": round(at(50), 2), "p95_ms": round(at(95), 2), "n": len(ordered)}
 
 
+def _has(module: str) -> bool:
+    """Whether the tree on PYTHONPATH has ``module`` (a.b) as its own file. Imports cannot tell: setuptools'
+    editable finder maps a submodule the tree lacks onto this checkout's file."""
+    package, _, name = module.rpartition(".")
+    return (Path(importlib.import_module(package).__file__).parent / f"{name}.py").exists()
+
+
 def _core():
-    """The database module and Settings of the tree on PYTHONPATH. The layout before core/ is tried first: a tree
-    without core/ would otherwise import it from the editable install of this one."""
-    try:
+    """The database module and Settings of the tree on PYTHONPATH (before or after the core package)."""
+    if _has("retrieval.settings"):
         from retrieval.settings import Settings
 
         from retrieval import db
-    except ImportError:
+    else:
         from core import db  # type: ignore[no-redef]
         from core.settings import Settings  # type: ignore[no-redef]
     return db, Settings
@@ -106,13 +112,13 @@ def _chain(n_questions: int) -> dict:
     timings = []
     with StandIn(REPLY) as llm:
         endpoint = Endpoint(llm.base_url, "k", "standin", False)
-        try:
+        if _has("chat.frontdesk"):
             from chat.frontdesk import FrontDesk, Request
             from chat.services import Services
 
             desk = FrontDesk(Services(settings, pool, embedder, load_reranker(settings.rerank), endpoint))
             answer = lambda text: desk.ask(Request(text, "eval", None, str(uuid.uuid4()), operator=True))  # noqa: E731
-        except ImportError:  # the tree before the front desk
+        else:  # the tree before the front desk
             from chat.chain import Services, ask  # type: ignore[no-redef]
             from chat.types import Question
 
