@@ -51,13 +51,14 @@ test-quick: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-## Retrieval (SciFact train: every mode, ef_search and exact search side by side) and answers (XQuAD dev, a fixed
-## 40-question subset through the local LLM) into reports/latest/ (summary.md, figures.json, PNG plots); exits
-## non-zero below evals/thresholds.toml. Then the abstention threshold's calibration.
+## Retrieval (SciFact train, the report half of its queries: every mode, ef_search and exact search side by side)
+## and answers (XQuAD dev, a fixed 40-question subset of the report half of its articles, through the local LLM)
+## into reports/latest/ (summary.md, figures.json, PNG plots); exits non-zero below evals/thresholds.toml. Then
+## the abstention threshold's calibration, on the tune half (evals/halves.py).
 eval: install
-	$(VENV)/bin/citewise eval run --scifact ../shared/data/scifact --split train \
+	$(VENV)/bin/citewise eval run --scifact ../shared/data/scifact --split train --half report \
 		--squad ../shared/data/xquad/xquad.en.dev.json --limit 40 --seed 0 --out reports/latest
-	$(VENV)/bin/citewise eval calibrate --dataset ../shared/data/xquad/xquad.en.dev.json
+	$(VENV)/bin/citewise eval calibrate --dataset ../shared/data/xquad/xquad.en.dev.json --half tune
 
 ## Benchmarks that print figures (ingest throughput, search latency).
 bench: install

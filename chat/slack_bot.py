@@ -44,11 +44,15 @@ def channel_filters(cfg: SlackSettings) -> dict[str, list[grammar.Filter]]:
                             'write {"C0123": ["source = handbook"]}') from None
 
 
+RETRY_WINDOW = "1 day"  # Slack retries within minutes; claims older than this are pruned as new ones arrive
+
+
 def claim_event(services: Services, event_id: str | None) -> bool:
     """True the first time an event id is seen (retries and duplicates get False)."""
     if not event_id:
         return True
     with services.pool.connection() as conn:
+        conn.execute(f"DELETE FROM slack_events WHERE received_at < now() - interval '{RETRY_WINDOW}'")
         return conn.execute("INSERT INTO slack_events (event_id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1",
                             (event_id,)).fetchone() is not None
 
@@ -114,7 +118,12 @@ def build(desk: FrontDesk, client: WebClient | None = None) -> App:
     cfg = services.settings.slack
     by_channel = channel_filters(cfg)
     client = client or WebClient(token=cfg.bot_token, base_url=cfg.api_url or WebClient.BASE_URL)
-    app = App(client=client, signing_secret=cfg.signing_secret, token_verification_enabled=False,
+    if not cfg.signing_secret and not cfg.app_token and not cfg.insecure_local_test:
+        raise SettingsError("SLACK_SIGNING_SECRET is not set: Slack's HTTP events cannot be verified, so anyone could "
+                            "post them. Set it (Slack app → Basic Information → Signing Secret), or use Socket Mode "
+                            "(SLACK_APP_TOKEN); CITEWISE_SLACK_INSECURE_LOCAL_TEST=1 skips the check for local "
+                            "tests only")
+    app = App(client=client, signing_secret=cfg.signing_secret or "unset", token_verification_enabled=False,
               request_verification_enabled=bool(cfg.signing_secret))
     def on_event(body: dict, event: dict, client: WebClient) -> None:
         if claim_event(services, body.get("event_id")):

@@ -35,15 +35,16 @@ def record_turn(conn: psycopg.Connection, q: Question, answer: Answer, retrieved
         row = conn.execute(
             "INSERT INTO turns (conversation_id, user_id, channel, question, standalone_question, filters, sampling, "
             "retrieved, prompt_name, prompt_version, model, answer, citations, removed_markers, auto_cited, abstained, "
-            "abstain_reason, status, error, prompt_tokens, completion_tokens, latency, client_ref) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "abstain_reason, status, error, prompt_tokens, completion_tokens, latency, client_ref, model_output) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "RETURNING id",
             (q.conversation_id, q.user_id, q.channel, q.text, answer.standalone_question,
              json.dumps([{"field": f.field, "op": f.op, "value": f.value} for f in q.filters], default=str),
              json.dumps(q.sampling.to_json()), json.dumps([r.to_json() for r in retrieved]), prompt_name,
              answer.prompt_version, answer.model, answer.text, json.dumps([c.to_json() for c in answer.citations]),
              answer.removed_markers, answer.auto_cited, answer.abstained, answer.abstain_reason, status, error,
-             answer.prompt_tokens, answer.completion_tokens, json.dumps(answer.latency), q.client_ref),
+             answer.prompt_tokens, answer.completion_tokens, json.dumps(answer.latency), q.client_ref,
+             answer.model_output),
         ).fetchone()
     return str(row[0])
 

@@ -72,6 +72,11 @@ class Answer:
     completion_tokens: int | None = None
     auto_cited: int = 0  # markers added or corrected by the overlap check (chat.citations.repair)
     abstain_reason: str | None = None  # why it abstained (chat.verify, chat.context.prepare)
+    dropped: int = 0  # sentences left out because no source supports them
+    # for evals and the turn record only, never sent to a door (to_json leaves them out): what the model wrote
+    # before verification, and the sources its own markers named before repair
+    model_output: str | None = None
+    model_cited: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"answer": self.text, "citations": [c.to_json() for c in self.citations],

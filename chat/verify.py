@@ -30,9 +30,12 @@ from chat.types import ABSTAIN_TEXT
 from core.settings import VerifySettings
 from retrieval import instructions, keywords
 
-ABSTAIN_PHRASE = re.compile(r"(sources? (do|does) not (contain|mention|provide|include|say)|not (contained|"
-                            r"mentioned|found) in the sources|cannot (find|answer)|no information (about|on)|"
-                            r"i don'?t know)", re.I)
+# the model saying it has no answer: about the sources, or in the first person ("I cannot find …"), never a
+# cited sentence that merely contains the words ("if the parser cannot find a title, the file name is used [1]")
+ABSTAIN_PHRASE = re.compile(r"\b(sources? (do|does) not (contain|mention|provide|include|say)|not (contained|"
+                            r"mentioned|found) in the (provided )?sources|\b(i|we) (cannot|can'?t|could not|"
+                            r"couldn'?t|am unable to|was unable to) (find|answer|tell)|\bno information (about|on)|"
+                            r"\bi don'?t know)", re.I)
 # a sentence ends at . ! ? (closing quotes/brackets and trailing citation markers stay with it) before the next
 # sentence starts; a blank line ends a paragraph
 _BOUNDARY = re.compile(r"(?P<end>[.!?][\"')\]]*(?:[ \t]*\[[\d\s,\-–]+\])*)(?P<sep>\s+)(?=[^\s\[])"
@@ -53,6 +56,7 @@ class Verified:
     auto_cited: int = 0  # markers added or corrected by the overlap repair
     dropped: int = 0  # sentences left out because no source supports them (the reply says so)
     first_verified_ms: float | None = None  # from the start of the stream to the first released sentence
+    model_cited: tuple[int, ...] = ()  # the sources the model's own markers named, before any repair
 
     @property
     def abstained(self) -> bool:
@@ -85,7 +89,7 @@ class SentenceStream:
         self.links_ok = bool(_ASKS_FOR_LINK.search(question))
         self.on_release = on_release
         self.started = time.perf_counter()
-        self.buffer = ""
+        self.buffer = self.raw = ""
         self.before = ""  # the separator in front of the next unit
         self.held, self.held_before, self.held_after = "", "", ""  # a short piece waiting for the next sentence
         self.shown: list[str] = []
@@ -96,6 +100,7 @@ class SentenceStream:
         self.first_ms: float | None = None
 
     def feed(self, piece: str) -> None:
+        self.raw += piece
         self.buffer += piece
         while (cut := self._cut()) is not None:
             unit, sep, self.buffer = cut
@@ -125,7 +130,7 @@ class SentenceStream:
             self.held = ""
         if not unit.strip():
             return
-        if ABSTAIN_PHRASE.search(unit):
+        if ABSTAIN_PHRASE.search(unit) and not check(unit, len(self.sources)).cited:
             self.declined = True
             return
         if "```" in unit:
@@ -178,17 +183,19 @@ class SentenceStream:
             self._judge(rest, "")
         self.held = ""  # a short closing remark that cites nothing ("Hope this helps.") is not shown
         text = "".join(self.shown).strip()
+        model_cited = check(self.raw, len(self.sources)).cited
         if not text:
             reason = self.last_reason or ("model_declined" if self.declined else "too_short")
             if self.on_release:
                 self.on_release(ABSTAIN_TEXT)
-            return Verified("", (), reason, self.removed, first_verified_ms=self.first_ms)
+            return Verified("", (), reason, self.removed, first_verified_ms=self.first_ms, model_cited=model_cited)
         if self.dropped:
             note = (f"(citewise left out {self.dropped} sentence{'s' if self.dropped > 1 else ''} "
                     "that the sources do not support.)")
             self._release(note, "\n\n")
             text = "".join(self.shown).strip()
-        return Verified(text, tuple(self.cited), None, self.removed, self.auto_cited, self.dropped, self.first_ms)
+        return Verified(text, tuple(self.cited), None, self.removed, self.auto_cited, self.dropped, self.first_ms,
+                        model_cited)
 
 
 def verify(raw: str, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "") -> Verified:

@@ -293,10 +293,11 @@ class SlackSettings:
     channel_filters: str | None = None  # JSON: {"C0123": ["source=handbook"], "*": [...]}
     allowed_users: tuple[str, ...] = ()  # Slack user ids; empty: everyone in the workspace
     update_interval_s: float = 1.0  # at most one chat.update per interval while streaming (Slack rate limits)
+    insecure_local_test: bool = False  # accept unsigned HTTP events (local tests only; never in production)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.bot_token and (self.signing_secret or self.app_token))
+        return bool(self.bot_token and (self.signing_secret or self.app_token or self.insecure_local_test))
 
     @classmethod
     def read(cls, env: Env) -> SlackSettings:
@@ -305,7 +306,8 @@ class SlackSettings:
                    app_token=env.str("SLACK_APP_TOKEN"), api_url=env.str("CITEWISE_SLACK_API_URL"),
                    channel_filters=env.str("CITEWISE_SLACK_CHANNEL_FILTERS"),
                    allowed_users=tuple(u.strip() for u in allowed.split(",") if u.strip()),
-                   update_interval_s=env.float("CITEWISE_SLACK_UPDATE_INTERVAL", cls.update_interval_s, 0.0, 60.0))
+                   update_interval_s=env.float("CITEWISE_SLACK_UPDATE_INTERVAL", cls.update_interval_s, 0.0, 60.0),
+                   insecure_local_test=env.bool("CITEWISE_SLACK_INSECURE_LOCAL_TEST", False))
 
 
 def _default_home(env: Env) -> Path:

@@ -24,7 +24,7 @@ from typing import Any
 
 from chat.frontdesk import FrontDesk, Request
 from chat.types import Answer
-from evals import squad, stats
+from evals import halves, squad, stats
 from retrieval import filters
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -68,79 +68,144 @@ def cited_gold(answer: Answer, golds: tuple[str, ...]) -> float:
 @dataclass
 class Result:
     questions: int
-    unanswerable: int
+    unanswerable: int  # asked with their article filtered out
     exact_match: float
     f1: float
     gold_contained: float
-    citation_precision: float | None
+    citation_precision: float | None  # after verification (markers repaired), as the user sees them
     citation_recall: float
     cited_gold_answer: float
     false_abstention: float
-    correct_abstention: float | None
+    correct_abstention: float | None  # article filtered out
+    hard_unanswerable: int = 0  # asked with only their gold paragraph withheld (same topic, answer absent)
+    hard_abstention: float | None = None
+    model_citation_precision: float | None = None  # the model's own markers, before any repair
+    model_citation_recall: float | None = None
+    repaired_share: float | None = None  # answers whose markers the verifier added or moved
+    dropped_share: float | None = None  # answers from which the verifier left sentences out
+    false_abstention_by_reason: dict[str, int] = field(default_factory=dict)
+    half: str = "all"
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     failures: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
     latency_samples: dict[str, list[float]] = field(default_factory=dict)
+    sentences: list[dict[str, Any]] = field(default_factory=list)  # raw model sentences, for a labelled set
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+_SPLIT = re.compile(r"(?<=[.!?])\s+")
+_NUM = re.compile(r"\[(\d+)\]")
+
+
+def _sentences(qa: squad.QA, answer: Answer, kind: str) -> list[dict[str, Any]]:
+    """Every sentence the model wrote, with the passages its own markers named: material to label by reading."""
+    by_number = {c.number: c for c in answer.sources}
+    out = []
+    for sentence in _SPLIT.split(answer.model_output or ""):
+        cited = [int(n) for n in _NUM.findall(sentence) if int(n) in by_number]
+        if len(sentence.split()) < 3:
+            continue
+        out.append({"qa": qa.id, "kind": kind, "question": qa.question, "gold": list(qa.answers),
+                    "sentence": sentence, "cited": [by_number[n].text for n in cited],
+                    "cited_gold_paragraph": any(by_number[n].uri == qa.paragraph_id for n in cited),
+                    "shown": sentence.split("[")[0].strip()[:60] in answer.text})
+    return out
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.scores: dict[str, list[float]] = {k: [] for k in ("em", "f1", "cont", "precision", "recall", "backed",
+                                                                "model_precision", "model_recall", "repaired",
+                                                                "dropped")}
+        self.abstained = {"answerable": 0, "article": 0, "paragraph": 0}
+        self.asked = {"answerable": 0, "article": 0, "paragraph": 0}
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, kind: str, qa: squad.QA, answer: Answer | None) -> None:
+        """Score one reply; ``None`` is a failed answer, scored as a wrong one."""
+        self.asked[kind] += 1
+        if kind != "answerable":
+            self.abstained[kind] += bool(answer and answer.abstained)
+            return
+        sc = self.scores
+        if answer is None:
+            for k in ("em", "f1", "cont", "recall", "backed", "model_recall"):
+                sc[k].append(0.0)
+            return
+        if answer.abstained:
+            self.abstained[kind] += 1
+            self.reasons[answer.abstain_reason or "unknown"] += 1
+        said = "" if answer.abstained else answer.text
+        sc["em"].append(exact_match(said, qa.answers) if said else 0.0)
+        sc["f1"].append(f1(said, qa.answers) if said else 0.0)
+        sc["cont"].append(contains(said, qa.answers) if said else 0.0)
+        gold = [c.uri == qa.paragraph_id for c in answer.citations]
+        if gold:
+            sc["precision"].append(sum(gold) / len(gold))
+        sc["recall"].append(float(any(gold)))
+        sc["backed"].append(cited_gold(answer, qa.answers) if said else 0.0)
+        uri = {c.number: c.uri for c in answer.sources}
+        own = [uri.get(n) == qa.paragraph_id for n in answer.model_cited]
+        if own:
+            sc["model_precision"].append(sum(own) / len(own))
+        sc["model_recall"].append(float(any(own)))
+        if said:
+            sc["repaired"].append(float(answer.auto_cited > 0))
+            sc["dropped"].append(float(answer.dropped > 0))
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(statistics.fmean(xs), 4) if xs else None
+
+
 def run(desk: FrontDesk, qas: list[squad.QA], limit: int, seed: int, unanswerable_share: float = 0.25,
-        on_progress=None) -> Result:
-    """Ask ``limit`` sampled questions (answerable), plus ``unanswerable_share`` of them with their article removed."""
+        on_progress=None, hard_share: float = 0.0, half: str | None = None) -> Result:
+    """Ask ``limit`` sampled questions from ``half`` of the articles: ``unanswerable_share`` of them with their
+    article filtered out, ``hard_share`` with only their gold paragraph withheld, the rest answerable."""
     rng = random.Random(seed)
-    sample = rng.sample(qas, min(limit, len(qas)))
+    pool = [qa for qa in qas if halves.keep(qa.article, half)]
+    sample = rng.sample(pool, min(limit, len(pool)))
     flipped = set(rng.sample(range(len(sample)), round(len(sample) * unanswerable_share)))
-    em, f1s, cont, precision, recall, backed, stages = [], [], [], [], [], [], {}
-    false_abstain = answerable = correct_abstain = failures = 0
-    examples = []
+    rest = [i for i in range(len(sample)) if i not in flipped]
+    hard = set(rng.sample(rest, min(len(rest), round(len(sample) * hard_share))))
+    tally, stages, failures, examples, sentences = _Tally(), {}, 0, [], []
     for i, qa in enumerate(sample):
-        hide = i in flipped
-        flt = (filters.make("meta.article", "!=", qa.article),) if hide else ()
-        q = Request(qa.question, "eval", "eval", f"eval:{uuid.uuid4()}", flt, "precise", seed=seed, operator=True)
+        kind = "article" if i in flipped else "paragraph" if i in hard else "answerable"
+        flt = {"article": (filters.make("meta.article", "!=", qa.article),),
+               "paragraph": (filters.make("uri", "!=", qa.paragraph_id),), "answerable": ()}[kind]
         t = time.perf_counter()
         try:
-            answer = desk.ask(q)
+            answer = desk.ask(Request(qa.question, "eval", "eval", f"eval:{uuid.uuid4()}", flt, "precise",
+                                      seed=seed, operator=True))
         except Exception as exc:  # a failed answer is a wrong one: counted, scored zero, and the run goes on
             failures += 1
             examples.append({"id": qa.id, "question": qa.question, "error": str(exc)})
-            if not hide:
-                answerable += 1
-                for scores in (em, f1s, cont, recall, backed):
-                    scores.append(0.0)
+            tally.add(kind, qa, None)
             continue
+        tally.add(kind, qa, answer)
         for key, value in answer.latency.items():
             stages.setdefault(key, []).append(value)
         stages.setdefault("wall_ms", []).append((time.perf_counter() - t) * 1000)
-        if hide:
-            correct_abstain += answer.abstained
-        else:
-            answerable += 1
-            false_abstain += answer.abstained
-            em.append(0.0 if answer.abstained else exact_match(answer.text, qa.answers))
-            f1s.append(0.0 if answer.abstained else f1(answer.text, qa.answers))
-            cont.append(0.0 if answer.abstained else contains(answer.text, qa.answers))
-            gold = [c.uri == qa.paragraph_id for c in answer.citations]
-            if gold:
-                precision.append(sum(gold) / len(gold))
-            recall.append(float(any(gold)))
-            backed.append(0.0 if answer.abstained else cited_gold(answer, qa.answers))
+        sentences += _sentences(qa, answer, kind)
         if len(examples) < 20:
-            examples.append({"id": qa.id, "question": qa.question, "gold": list(qa.answers), "unanswerable": hide,
-                             "answer": answer.text, "abstained": answer.abstained,
+            examples.append({"id": qa.id, "question": qa.question, "gold": list(qa.answers), "kind": kind,
+                             "answer": answer.text, "abstained": answer.abstained, "reason": answer.abstain_reason,
                              "cited": [c.uri for c in answer.citations]})
         if on_progress:
             on_progress(i + 1, len(sample))
-
-    def mean(xs: list[float]) -> float:
-        return round(statistics.fmean(xs), 4) if xs else 0.0
-
+    sc, asked, abst = tally.scores, tally.asked, tally.abstained
     return Result(
-        questions=len(sample), unanswerable=len(flipped), exact_match=mean(em), f1=mean(f1s),
-        gold_contained=mean(cont), citation_precision=mean(precision) if precision else None,
-        citation_recall=mean(recall), cited_gold_answer=mean(backed),
-        false_abstention=round(false_abstain / answerable, 4) if answerable else 0.0,
-        correct_abstention=round(correct_abstain / len(flipped), 4) if flipped else None,
+        questions=len(sample), unanswerable=len(flipped), exact_match=_mean(sc["em"]) or 0.0,
+        f1=_mean(sc["f1"]) or 0.0, gold_contained=_mean(sc["cont"]) or 0.0, citation_precision=_mean(sc["precision"]),
+        citation_recall=_mean(sc["recall"]) or 0.0, cited_gold_answer=_mean(sc["backed"]) or 0.0,
+        false_abstention=round(abst["answerable"] / asked["answerable"], 4) if asked["answerable"] else 0.0,
+        correct_abstention=round(abst["article"] / asked["article"], 4) if asked["article"] else None,
+        hard_unanswerable=len(hard),
+        hard_abstention=round(abst["paragraph"] / asked["paragraph"], 4) if asked["paragraph"] else None,
+        model_citation_precision=_mean(sc["model_precision"]), model_citation_recall=_mean(sc["model_recall"]),
+        repaired_share=_mean(sc["repaired"]), dropped_share=_mean(sc["dropped"]),
+        false_abstention_by_reason=dict(tally.reasons), half=half or "all",
         latency_ms={k: stats.latency(v) for k, v in stages.items()}, failures=failures, examples=examples,
-        latency_samples={k: [round(x, 1) for x in v] for k, v in stages.items()})
+        latency_samples={k: [round(x, 1) for x in v] for k, v in stages.items()}, sentences=sentences)

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from evals import halves
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -15,8 +17,9 @@ class Dataset:
     qrels: dict[str, dict[str, int]]
 
 
-def load(folder: Path, split: str, limit: int | None = None) -> Dataset:
-    """Load the queries that have judgements in ``split`` (the first ``limit`` of them, in file order)."""
+def load(folder: Path, split: str, limit: int | None = None, half: str | None = None) -> Dataset:
+    """Load the queries that have judgements in ``split`` and fall in ``half`` (evals.halves; None: all), the
+    first ``limit`` of them in file order."""
     corpus = folder / "corpus.jsonl"
     qrels_file = folder / "qrels" / f"{split}.tsv"
     for required in (corpus, folder / "queries.jsonl", qrels_file):
@@ -31,7 +34,7 @@ def load(folder: Path, split: str, limit: int | None = None) -> Dataset:
     with (folder / "queries.jsonl").open() as fh:
         for line in fh:
             obj = json.loads(line)
-            if str(obj["_id"]) in qrels:
+            if str(obj["_id"]) in qrels and halves.keep(str(obj["_id"]), half):
                 queries[str(obj["_id"])] = obj["text"]
     if limit:
         queries = dict(list(queries.items())[:limit])

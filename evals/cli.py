@@ -21,6 +21,7 @@ def retrieval(
     limit: int | None = typer.Option(None, help="Score only the first N queries."),
     corpus_limit: int | None = typer.Option(None, help="Ingest only N documents plus the judged ones."),
     exact: bool = typer.Option(False, help="Exact vector search instead of HNSW."),
+    half: str = typer.Option("all", help="Queries to score: tune, report (what the README reports) or all."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 on a BEIR dataset, per search mode, in an isolated database."""
@@ -34,7 +35,7 @@ def retrieval(
     open_url(cfg)
     embedder = load_embedder(cfg)
     with console.status("Ingesting the corpus into its isolated database (reused on later runs)…"):
-        url, data = prepare(cfg, embedder, dataset, split, limit, corpus_limit)
+        url, data = prepare(cfg, embedder, dataset, split, limit, corpus_limit, half=half)
     results = evaluate(url, data, embedder, cfg, modes, exact=exact)  # type: ignore[arg-type]
     if as_json:
         emit_json({"dataset": str(dataset), "split": split, "results": to_json(results)})
@@ -52,6 +53,7 @@ def retrieval(
 def calibrate(
     dataset: Path = typer.Option(..., exists=True, dir_okay=False, help="SQuAD-format JSON (e.g. XQuAD dev)."),
     max_false: float = typer.Option(0.02, help="Largest share of answerable questions allowed to abstain."),
+    half: str = typer.Option("tune", help="Articles to calibrate on: tune (default), report or all."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Choose CITEWISE_MIN_SIMILARITY: abstain on unanswerable questions, rarely on answerable ones."""
@@ -62,7 +64,9 @@ def calibrate(
     embedder = load_embedder(cfg)
     with console.status("Ingesting the paragraphs into an isolated database…"):
         url, qas = prepare_squad(cfg, embedder, dataset)
-    answerable, unanswerable = best_similarities(url, embedder, cfg, qas)
+    from evals import halves
+
+    answerable, unanswerable = best_similarities(url, embedder, cfg, [q for q in qas if halves.keep(q.article, half)])
     result = choose(answerable, unanswerable, max_false)
     if as_json:
         emit_json({"threshold": result.threshold, "false_abstention": result.false_abstention,
@@ -89,14 +93,14 @@ def _answer_services(cfg, dataset: Path):
     return open_or_exit(cfg.with_database(url)), qas
 
 
-def _run_answers(cfg, dataset: Path, limit: int, seed: int):
+def _run_answers(cfg, dataset: Path, limit: int, seed: int, half: str | None = None, hard: float = 0.25):
     from chat.frontdesk import FrontDesk
     from evals.answers import run
 
     services, qas = _answer_services(cfg, dataset)
     try:
         with console.status(f"Asking {limit} questions through the chain…") as status:
-            return run(FrontDesk(services), qas, limit, seed,
+            return run(FrontDesk(services), qas, limit, seed, hard_share=hard, half=half,
                        on_progress=lambda i, n: status.update(f"Asked {i}/{n} questions through the chain…"))
     finally:
         services.pool.close()
@@ -107,20 +111,29 @@ def answers(
     dataset: Path = typer.Option(..., exists=True, dir_okay=False, help="SQuAD-format JSON (e.g. XQuAD dev)."),
     limit: int = typer.Option(20, min=1, help="Questions to ask (a quarter asked with their article removed)."),
     seed: int = typer.Option(0, help="Sample and sampling seed."),
+    half: str = typer.Option("all", help="Articles to ask from: tune, report (what the README reports) or all."),
+    hard: float = typer.Option(0.25, min=0.0, max=0.75, help="Share asked with only their gold paragraph withheld."),
+    sentences_out: Path | None = typer.Option(None, "--sentences", help="Write the model's raw sentences (JSONL) "
+                                              "with the passages they cite, to label by reading."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Answer quality through the full chain: EM/F1, citation precision/recall, cited gold answer, abstention."""
     cfg = settings()
     open_url(cfg)
-    result = _run_answers(cfg, dataset, limit, seed)
+    result = _run_answers(cfg, dataset, limit, seed, half, hard)
+    if sentences_out:
+        import json
+
+        sentences_out.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in result.sentences))
     if as_json:
-        emit_json({k: v for k, v in result.to_json().items() if k != "latency_samples"})
+        emit_json({k: v for k, v in result.to_json().items() if k not in ("latency_samples", "sentences")})
         return
     table = Table(title=f"Answers on {dataset.name}: {result.questions} questions ({result.unanswerable} unanswerable)")
     table.add_column("figure")
     table.add_column("value")
     for name in ("exact_match", "f1", "gold_contained", "citation_precision", "citation_recall",
-                 "cited_gold_answer", "false_abstention", "correct_abstention", "failures"):
+                 "cited_gold_answer", "model_citation_precision", "model_citation_recall", "repaired_share",
+                 "dropped_share", "false_abstention", "correct_abstention", "hard_abstention", "failures"):
         value = getattr(result, name)
         table.add_row(name, "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
     for stage, pct in result.latency_ms.items():
@@ -149,6 +162,7 @@ def run_all(
     exact: bool = typer.Option(True, help="Compare against exact vector search."),
     chunk_tokens: str = typer.Option("", help="Comma-separated chunk sizes to compare (each is its own ingest)."),
     seed: int = typer.Option(0),
+    half: str = typer.Option("all", help="SciFact queries and XQuAD articles: tune, report (README) or all."),
 ) -> None:
     """Retrieval and answers side by side, a report folder, and the thresholds in evals/thresholds.toml."""
     from evals.report import check, load_thresholds, write
@@ -159,10 +173,12 @@ def run_all(
     embedder = load_embedder(cfg)
     with console.status("Retrieval: ingesting (reused on later runs) and scoring each configuration…"):
         retrieval_results = compare(cfg, embedder, scifact, split, limit=query_limit, corpus_limit=corpus_limit,
-                                    ef_values=_ints(ef_search), exact=exact, chunk_sizes=_ints(chunk_tokens))
-    answer_result = _run_answers(cfg, squad_file, limit, seed)
+                                    ef_values=_ints(ef_search), exact=exact, chunk_sizes=_ints(chunk_tokens),
+                                    half=half)
+    answer_result = _run_answers(cfg, squad_file, limit, seed, half)
     failures = check(load_thresholds(), retrieval_results, answer_result)
-    meta = {"retrieval dataset": f"{scifact.name} ({split})", "answers dataset": squad_file.name,
+    meta = {"retrieval dataset": f"{scifact.name} ({split}, half {half})", "answers dataset": f"{squad_file.name} "
+            f"(half {half})",
             "answer questions": limit, "seed": seed, "model": cfg.llm.model or "local Qwen2.5-Coder-1.5B (llama.cpp)"}
     folder = write(out_dir, retrieval_results, answer_result, failures, meta)
     out.print(f"Report written to {folder}/summary.md")

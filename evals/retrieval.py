@@ -8,6 +8,7 @@ reuses the first run's ingest.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -50,12 +51,14 @@ def _subset_corpus(data: beir.Dataset, corpus_limit: int, out: Path) -> Path:
 
 
 def prepare(settings: Settings, embedder: Embedder, folder: Path, split: str, limit: int | None = None,
-            corpus_limit: int | None = None, on_progress=None) -> tuple[str, beir.Dataset]:
+            corpus_limit: int | None = None, on_progress=None, half: str | None = None) -> tuple[str, beir.Dataset]:
     """Ingest the corpus (or a subset) into its isolated database; return its URL and the dataset."""
-    data = beir.load(folder, split, limit)
+    data = beir.load(folder, split, limit, half)
     key = content_hash(embedder.name, settings.chunk, settings.search.bm25_k1, settings.search.bm25_b,
                        settings.ingest.scrub_pii, corpus_limit, sorted(data.queries) if corpus_limit else None)[:10]
-    url = isolated_database(db.database_url(settings), f"citewise_eval_{folder.name.lower()[:20]}_{key}")
+    # any folder name (trec-covid, my.data) makes a valid database name
+    name = re.sub(r"[^a-z0-9_]+", "_", folder.resolve().name.lower())[:20]
+    url = isolated_database(db.database_url(settings), f"citewise_eval_{name}_{key}")
     with tempfile.TemporaryDirectory() as tmp:
         corpus = _subset_corpus(data, corpus_limit, Path(tmp) / "corpus.jsonl") if corpus_limit else data.corpus
         report = ingest(url, embedder, [corpus], settings, IngestOptions(source="corpus"), on_progress)
@@ -128,7 +131,8 @@ class ConfigResult:
 
 def compare(settings: Settings, embedder: Embedder, folder: Path, split: str, *, limit: int | None = None,
             corpus_limit: int | None = None, ef_values: tuple[int, ...] = (), exact: bool = False,
-            chunk_sizes: tuple[int, ...] = (), modes: list[str] | None = None, on_progress=None) -> list[ConfigResult]:
+            chunk_sizes: tuple[int, ...] = (), modes: list[str] | None = None, on_progress=None,
+            half: str | None = None) -> list[ConfigResult]:
     """Every mode with the configured settings, then hybrid+rerank under each variation, in one run.
 
     Chunk sizes need their own ingest (their own isolated database, reused by later runs); ef_search and exact
@@ -137,7 +141,7 @@ def compare(settings: Settings, embedder: Embedder, folder: Path, split: str, *,
     import dataclasses
 
     out: list[ConfigResult] = []
-    url, data = prepare(settings, embedder, folder, split, limit, corpus_limit, on_progress)
+    url, data = prepare(settings, embedder, folder, split, limit, corpus_limit, on_progress, half)
     base_ef = settings.search.ef_search
     out.append(ConfigResult(f"default (chunks {settings.chunk.max_tokens}, ef_search {base_ef})",
                             settings.chunk.max_tokens, base_ef,
@@ -153,7 +157,7 @@ def compare(settings: Settings, embedder: Embedder, folder: Path, split: str, *,
         overlap = min(settings.chunk.overlap_tokens, size // 5)
         s = dataclasses.replace(settings, chunk=dataclasses.replace(settings.chunk, max_tokens=size,
                                                                     overlap_tokens=overlap))
-        size_url, size_data = prepare(s, embedder, folder, split, limit, corpus_limit, on_progress)
+        size_url, size_data = prepare(s, embedder, folder, split, limit, corpus_limit, on_progress, half)
         out.append(ConfigResult(f"chunks {size} tokens", size, base_ef,
                                 evaluate(size_url, size_data, embedder, s, ["hybrid", RERANKED])))
     return out

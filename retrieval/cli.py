@@ -102,6 +102,8 @@ def ingest(
                          ("PII replaced", ", ".join(f"{k} {v}" for k, v in sorted(report.pii.items())) or "none")]:
         table.add_row(label, str(value))
     out.print(table)
+    for notice in report.notices:
+        out.print(f"[yellow]note[/yellow] {notice}")
     for failure in report.failures:
         out.print(f"[red]failed[/red] {failure.uri}: {failure.reason}")
     raise typer.Exit(1 if report.failed else 0)

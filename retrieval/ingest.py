@@ -36,6 +36,7 @@ class IngestReport:
     chunks: int = 0
     embedded: int = 0
     failures: list[LoadFailure] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # ingested, but the user should know (by file name)
     pii: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -74,20 +75,35 @@ def _documents(paths: list[Path], opts: IngestOptions, settings: Settings,
                     report.failures.append(raw)
                     continue
                 uri = raw.uri if item.suffix.lower() == ".jsonl" else str(item.resolve())
+                if raw.metadata.get("decoded_as") == "windows-1252":
+                    report.notices.append(f"{item.name} is not valid UTF-8 and was read as Windows-1252; if "
+                                          "characters look wrong, re-save it as UTF-8 and ingest it again")
                 yield _document(raw, uri, source, opts, settings.ingest.scrub_pii)
 
 
 def _document(raw: RawDocument, uri: str, source: str, opts: IngestOptions,
               scrub_pii: bool) -> tuple[Document, dict[str, int]]:
-    text, title, counts = raw.text, raw.title, Counter()
-    if scrub_pii:
-        text, counts = scrub(text)
-        title, title_counts = scrub(title)
-        counts.update(title_counts)
+    counts: Counter[str] = Counter()
+
+    def clean(value: Any) -> Any:
+        """Every stored string is scrubbed: text, title, author, URI and metadata values alike."""
+        if not scrub_pii:
+            return value
+        if isinstance(value, str):
+            cleaned, found = scrub(value)
+            counts.update(found)
+            return cleaned
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return value
+
+    author = opts.author or raw.author
     doc = Document(
-        source=source, uri=uri, text=text, title=title, author=opts.author or raw.author,
-        created_at=raw.created_at, updated_at=raw.updated_at, groups=tuple(sorted(set(opts.groups))),
-        metadata={**raw.metadata, **opts.metadata},
+        source=source, uri=clean(uri), text=clean(raw.text), title=clean(raw.title),
+        author=clean(author) if author else author, created_at=raw.created_at, updated_at=raw.updated_at,
+        groups=tuple(sorted(set(opts.groups))), metadata=clean({**raw.metadata, **opts.metadata}),
     )
     return doc, dict(counts)
 

@@ -75,13 +75,14 @@ def iter_files(paths: list[Path]) -> Iterator[Path | LoadFailure]:
                     yield Path(dirpath) / name
 
 
-def _decode(data: bytes) -> str:
+def _decode(data: bytes) -> tuple[str, str]:
+    """The text and the encoding it was read with (utf-16, utf-8, or windows-1252 as the fallback)."""
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LoadError("looks like a binary file (NUL bytes), not text; convert it to text or remove it")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        return data.decode("utf-16"), "utf-16"
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError as exc:
         try:
             text = data.decode("cp1252")
@@ -90,7 +91,7 @@ def _decode(data: bytes) -> str:
                 f"is not valid UTF-8 (byte {exc.start}) nor Windows-1252; re-save it as UTF-8 "
                 "(for example: iconv -f LATIN1 -t UTF-8)"
             ) from None
-        return text
+        return text, "windows-1252"
 
 
 def _file_times(path: Path) -> datetime:
@@ -214,7 +215,9 @@ def load_path(path: Path, limits: Limits | int) -> Iterator[RawDocument | LoadFa
             text = normalize(text)
             meta.update(extra)
         else:
-            raw = _decode(path.read_bytes())
+            raw, encoding = _decode(path.read_bytes())
+            if encoding == "windows-1252":
+                meta["decoded_as"] = encoding  # the ingest report names the file (retrieval.ingest)
             if kind == "html":
                 title, text = run_limited(html_to_text, raw, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
             else:

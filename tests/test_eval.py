@@ -37,3 +37,22 @@ def test_scifact_slice_end_to_end(server_url, embedder, settings) -> None:
     # a second prepare reuses the isolated database (idempotent ingest)
     url2, _ = prepare(settings, embedder, SCIFACT, "train", limit=8, corpus_limit=40)
     assert url2 == url
+
+
+def test_any_beir_folder_name_works(settings, embedder, server_url, tmp_path) -> None:
+    """A standard BEIR name such as trec-covid used to fail on an invalid isolated database name."""
+    import shutil
+
+    folder = tmp_path / "trec-covid"
+    (folder / "qrels").mkdir(parents=True)
+    shutil.copy(SCIFACT / "queries.jsonl", folder / "queries.jsonl")
+    shutil.copy(SCIFACT / "qrels" / "train.tsv", folder / "qrels" / "train.tsv")
+    shutil.copy(SCIFACT / "corpus.jsonl", folder / "corpus.jsonl")
+    url, data = prepare(settings, embedder, folder, "train", limit=3, corpus_limit=10)
+    assert len(data.queries) == 3 and "trec_covid" in url
+
+
+def test_tune_and_report_halves_of_the_queries_never_overlap() -> None:
+    tune, report = beir.load(SCIFACT, "train", half="tune"), beir.load(SCIFACT, "train", half="report")
+    assert tune.queries and report.queries and not set(tune.queries) & set(report.queries)
+    assert len(tune.queries) + len(report.queries) == len(beir.load(SCIFACT, "train").queries)

@@ -51,6 +51,9 @@ def test_eval_answers_through_the_chain(run, tiny_squad, monkeypatch) -> None:
     first, second = json.loads(result.stdout), json.loads(again.stdout)
     assert first["questions"] == 8 and first["unanswerable"] == 2 and first["failures"] == 0, first["examples"][:2]
     assert first["citation_recall"] > 0.3 and first["f1"] > 0 and first["correct_abstention"] is not None
+    assert first["hard_unanswerable"] == 2 and first["hard_abstention"] is not None, "gold paragraph withheld"
+    assert first["model_citation_recall"] is not None and first["repaired_share"] is not None
+    assert isinstance(first["false_abstention_by_reason"], dict) and "sentences" not in first
     assert {"embed_ms", "search_ms", "rerank_ms", "total_ms"} <= set(first["latency_ms"])
     first.pop("latency_ms"), second.pop("latency_ms")
     assert first == second, "same seed, same questions, same answers"
@@ -152,3 +155,31 @@ def test_debug_embeddings_and_neighbors(run, tmp_path, monkeypatch, conn) -> Non
     assert found[0]["chunk_id"] == chunk and found[0]["similarity"] == pytest.approx(1.0, abs=1e-3)
     by_text = json.loads(run("debug", "neighbors", "paid leave for new staff", "--k", "1", "--json").stdout)
     assert by_text[0]["title"] == "Leave"
+
+
+def test_halves_split_by_article_and_never_overlap() -> None:
+    from evals import halves, squad
+
+    _, qas = squad.load(SHARED / "xquad" / "xquad.en.dev.json")
+    tune = {q.article for q in qas if halves.keep(q.article, "tune")}
+    report = {q.article for q in qas if halves.keep(q.article, "report")}
+    assert tune and report and not tune & report and tune | report == {q.article for q in qas}
+    assert 8 <= len(tune) <= 16, "roughly half of the 24 articles"
+    assert all(halves.keep(q.article, None) for q in qas)
+    with pytest.raises(ValueError, match="unknown half"):
+        halves.keep("x", "middle")
+
+
+def test_a_failed_answer_counts_as_wrong() -> None:
+    from evals.answers import run
+    from evals.squad import QA
+
+    class Failing:
+        def ask(self, request):
+            raise RuntimeError("the model went away")
+
+    qas = [QA(f"q{i}", f"Question {i}?", ("yes",), f"p{i}", "A") for i in range(8)]
+    result = run(Failing(), qas, 8, 0, unanswerable_share=0.25)  # type: ignore[arg-type]
+    assert result.failures == 8 and result.false_abstention == 0.0
+    assert result.gold_contained == 0.0 and result.citation_recall == 0.0, "failures are misses, not dropped"
+    assert result.correct_abstention == 0.0, "a failure is not a correct abstention either"

@@ -81,3 +81,28 @@ def test_channel_filters_are_validated_at_start() -> None:
         channel_filters(SlackSettings(channel_filters='{"C1": ["team = x"]}'))
     with pytest.raises(SettingsError, match="CITEWISE_SLACK_CHANNEL_FILTERS"):
         channel_filters(SlackSettings(channel_filters="[1, 2]"))
+
+
+def test_http_events_without_a_signing_secret_are_refused_unless_in_local_test_mode(pool, embedder, settings) -> None:
+    from chat.slack_bot import build
+    from core.settings import SettingsError
+
+    def desk_with(slack: SlackSettings) -> FrontDesk:
+        s = dataclasses.replace(settings, slack=slack)
+        return FrontDesk(Services(s, pool, embedder, load_reranker(s.rerank), None))  # type: ignore[arg-type]
+
+    with pytest.raises(SettingsError, match="SLACK_SIGNING_SECRET is not set"):
+        build(desk_with(SlackSettings(bot_token="xoxb-x")))
+    assert build(desk_with(SlackSettings(bot_token="xoxb-x", insecure_local_test=True)))
+    assert build(desk_with(SlackSettings(bot_token="xoxb-x", signing_secret="s" * 32)))
+
+
+def test_old_retry_claims_are_pruned(pool, embedder, settings, conn) -> None:
+    from chat.slack_bot import claim_event
+
+    conn.execute("INSERT INTO slack_events (event_id, received_at) VALUES ('EvOld', now() - interval '3 days'), "
+                 "('EvRecent', now() - interval '1 hour')")
+    services = Services(settings, pool, embedder, load_reranker(settings.rerank), None)  # type: ignore[arg-type]
+    assert claim_event(services, "EvNew") and not claim_event(services, "EvRecent")
+    left = {r[0] for r in conn.execute("SELECT event_id FROM slack_events")}
+    assert left == {"EvRecent", "EvNew"}

@@ -98,6 +98,26 @@ def test_metadata_groups_and_pii_are_stored(tmp_path, url, conn, embedder, setti
     assert "[EMAIL]" in text and "[PHONE]" in text and "example.com" not in text
 
 
+def test_pii_is_scrubbed_from_author_uri_and_metadata_too(tmp_path, url, conn, embedder, settings) -> None:
+    folder = tmp_path / "jane.doe@example.com"
+    write_files(folder, {"notes.md": "---\nauthor: Jane <jane@example.com>\ntags: [call +44 20 7946 0958]\n---\n"
+                                     "# Notes\n\nNothing personal here."})
+    report = ingest(url, embedder, [folder], settings, IngestOptions(metadata={"owner": "bob@example.com"}))
+    row = conn.execute("SELECT uri, author, metadata::text FROM documents").fetchone()
+    assert "example.com" not in " ".join(row) and "7946" not in row[2], row
+    assert "[EMAIL]" in row[0] and "[EMAIL]" in row[1] and "[PHONE]" in row[2]
+    assert report.pii["EMAIL"] >= 3
+
+
+def test_a_file_read_as_windows_1252_is_named_in_the_report(tmp_path, url, conn, embedder, settings) -> None:
+    write_files(tmp_path, {"legacy.txt": "Caf\xe9 opening hours: eight to three.".encode("cp1252"),
+                           "plain.md": "# Plain\n\nAll UTF-8."})
+    report = ingest(url, embedder, [tmp_path], settings)
+    assert report.added == 2 and not report.failures
+    assert len(report.notices) == 1 and "legacy.txt" in report.notices[0] and "Windows-1252" in report.notices[0]
+    assert "Café" in conn.execute("SELECT string_agg(text, ' ') FROM chunks").fetchone()[0]
+
+
 def test_pii_scrubbing_can_be_switched_off(tmp_path, url, conn, embedder, settings) -> None:
     write_files(tmp_path, {"hr.md": "Ask hr@example.com."})
     report = ingest(url, embedder, [tmp_path], replace(settings, ingest=replace(settings.ingest, scrub_pii=False)))

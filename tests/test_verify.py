@@ -108,3 +108,12 @@ def test_links_only_when_asked_for() -> None:
     assert unasked.abstained and unasked.abstain_reason == "unasked_link"
     asked = verify(reply, [source], "What is the link to the finance portal for receipts?", VerifySettings())
     assert not asked.abstained and "https://finance.example/receipts" in asked.text
+
+
+def test_a_cited_sentence_that_mentions_not_finding_something_is_kept() -> None:
+    source = Source(1, (), "If the parser cannot find a title, the file name is used as the title of the document.")
+    reply = "If the parser cannot find a title, the file name is used as the title [1]."
+    kept = verify(reply, [source], "What title does a document get without one?", VerifySettings())
+    assert not kept.abstained and kept.text == reply
+    for declined in ("I cannot find that in the sources.", "The sources do not mention it.", "I don't know."):
+        assert verify(declined, [source], "What title?", VerifySettings()).abstain_reason == "model_declined"
