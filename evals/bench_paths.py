@@ -30,10 +30,18 @@ if __name__ == "__main__":  # run by path: evals/ itself must not shadow the pac
 REPLY = "New employees get 25 vacation days per year [1]."
 
 
+def _own(module: str):
+    """A module of this tree loaded by path, so both trees are measured with the very same code."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{module}", ROOT / "evals" / f"{module}.py")
+    loaded = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(loaded)  # type: ignore[union-attr]
+    return loaded
+
+
 def _pct(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    at = lambda q: ordered[max(0, -(-len(ordered) * q // 100) - 1)]  # nearest rank, as evals/stats.py # noqa: E731
-    return {"p50_ms": round(at(50), 2), "p95_ms": round(at(95), 2), "n": len(ordered)}
+    return _own("stats").latency(values, "_ms", 2)
 
 
 def _has(module: str) -> bool:
@@ -83,13 +91,7 @@ def _search(scifact: Path, n_queries: int) -> dict:
 
 
 def _chain(n_questions: int) -> dict:
-    import importlib.util
-
-    # this tree's stand-in, loaded by path, so the old tree is measured against the very same one
-    spec = importlib.util.spec_from_file_location("bench_standin", ROOT / "evals" / "standin_llm.py")
-    standin = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(standin)  # type: ignore[union-attr]
-    StandIn = standin.StandIn
+    StandIn = _own("standin_llm").StandIn  # the old tree is measured against the very same stand-in
     from chat.llm import Endpoint
     from chat.services import open_pool
     from evals.isolated import isolated_database

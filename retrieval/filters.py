@@ -135,6 +135,19 @@ def parse(expr: str) -> Filter:
     return make(m.group(1), m.group(2), m.group(3))
 
 
+def format(f: Filter) -> str:
+    """``FIELD OP VALUE`` that :func:`parse` reads back as ``f`` (values quoted when they need it)."""
+
+    def value(v: str | datetime) -> str:
+        text = v.isoformat() if isinstance(v, datetime) else v
+        plain = text and text == text.strip() and not any(c in text for c in ",\"'") and text[0] not in "=!<>"
+        return text if plain else f'"{text}"'
+
+    if isinstance(f.value, tuple):
+        return f"{f.field} in {','.join(value(v) for v in f.value)}"
+    return f"{f.field} {f.op} {value(f.value)}"
+
+
 def parse_all(exprs: list[str] | None) -> list[Filter]:
     return [parse(e) for e in exprs or []]
 
