@@ -40,6 +40,8 @@ app.add_typer(admin_cli.users_app, name="users")
 app.add_typer(admin_cli.hold_app, name="hold")
 app.command()(admin_cli.forget)
 app.command()(admin_cli.retention)
+app.command()(admin_cli.backup)
+app.command()(admin_cli.restore)
 app.add_typer(debug_app, name="debug")
 
 def main() -> None:

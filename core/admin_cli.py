@@ -1,6 +1,9 @@
-"""``citewise users``, ``hold``, ``forget`` and ``retention``: access groups, legal holds and privacy workflows."""
+"""``citewise users``, ``hold``, ``forget``, ``retention``, ``backup`` and ``restore``: access groups, legal holds,
+privacy workflows, and the rollback plan."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -96,3 +99,35 @@ def retention(days: int | None = typer.Option(None, help="Override CITEWISE_RETE
     with _conn() as conn:
         done = privacy.apply_retention(conn, keep)
     out.print(f"Retention {keep} days: {done.turns} turns, {done.feedback} feedback, {done.threads} threads deleted.")
+
+
+def backup(file: Path = typer.Argument(..., help="The backup file to write (a tar archive).")) -> None:
+    """Back up the whole database (pg_dump custom format) with the facts needed to use it."""
+    from core.backup import BackupError
+    from core.backup import backup as run
+
+    cfg = settings()
+    url = open_url(cfg)
+    with db.connect(url) as conn:
+        admin_only(cfg, conn, "backups")
+    try:
+        manifest = run(url, file)
+    except BackupError as exc:
+        fail(str(exc))
+    rows = ", ".join(f"{t} {v['rows']}" for t, v in manifest["tables"].items())
+    out.print(f"Backed up to {file}: {rows} (schema {manifest['schema_version']}, {manifest['embedding_model']}).")
+
+
+def restore(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A file from `citewise backup`."),
+            ) -> None:
+    """Restore a backup into an empty database (a new CITEWISE_HOME or CITEWISE_DATABASE_URL) and verify it."""
+    from core.backup import BackupError
+    from core.backup import restore as run
+
+    cfg = settings()
+    try:
+        manifest = run(file, db.database_url(cfg))
+    except (BackupError, db.DatabaseError) as exc:
+        fail(str(exc))
+    rows = ", ".join(f"{t} {v['rows']}" for t, v in manifest["tables"].items())
+    out.print(f"Restored {file}: {rows}; row counts and content hashes match the backup.")

@@ -90,6 +90,15 @@ def _shared_copy(bundled: Path) -> Path:
     return target / bundled.name
 
 
+def client_tool(name: str) -> str | None:
+    """A bundled client program (pg_dump, pg_restore, …), run by the calling user, or None."""
+    try:
+        path = _bundled_bin_dir() / name
+    except ImportError:
+        return None
+    return str(path) if path.exists() else None
+
+
 def _bin_dir() -> Path:
     bundled = _bundled_bin_dir()
     if _is_root() and not _others_can_reach(bundled / "postgres"):
