@@ -26,29 +26,23 @@ class Env:
     def str(self, name: str, default: str | None = None) -> str | None:
         return self.values.get(name) or default
 
-    def int(self, name: str, default: int, lo: int, hi: int) -> int:
+    def _number(self, name: str, default, lo, hi, kind: type, noun: str):
         raw = self.values.get(name)
         if raw is None or raw == "":
             return default
         try:
-            value = int(raw)
+            value = kind(raw)
         except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not an integer; expected {lo}..{hi}") from None
+            raise SettingsError(f"{name}={raw!r} is not {noun}; expected {lo}..{hi}") from None
         if not lo <= value <= hi:
             raise SettingsError(f"{name}={value} is out of range; expected {lo}..{hi}")
         return value
 
+    def int(self, name: str, default: int, lo: int, hi: int) -> int:
+        return self._number(name, default, lo, hi, int, "an integer")
+
     def float(self, name: str, default: float, lo: float, hi: float) -> float:
-        raw = self.values.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a number; expected {lo}..{hi}") from None
-        if not lo <= value <= hi:
-            raise SettingsError(f"{name}={value} is out of range; expected {lo}..{hi}")
-        return value
+        return self._number(name, default, lo, hi, float, "a number")
 
     def bool(self, name: str, default: bool) -> bool:
         raw = self.values.get(name)
