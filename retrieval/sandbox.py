@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -30,13 +31,36 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _child(fn: Callable[..., Any], args: tuple, conn) -> None:
+def _vm_size_mb() -> float:
     try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _child(fn: Callable[..., Any], args: tuple, conn, memory_mb: float) -> None:
+    try:
+        # the kernel enforces the budget (the parent's watch polls, and a fast allocation can finish between polls):
+        # the forked child's address space so far, plus what it may add
+        if vm := _vm_size_mb():
+            limit = int((vm + memory_mb) * 2**20)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
         conn.send(("ok", fn(*args)))
+    except MemoryError:
+        conn.send(("memory", None))
     except BaseException as exc:  # sent back and re-raised in the parent with its message
         conn.send(("error", exc))
     finally:
         conn.close()
+
+
+def _too_big(memory_mb: float) -> LimitExceeded:
+    return LimitExceeded(f"needed more than {memory_mb:g} MB to parse, a decompression bomb or a huge file "
+                         "(CITEWISE_FILE_MEMORY_MB)")
 
 
 def run_limited(fn: Callable[..., Any], *args: Any, timeout_s: float, memory_mb: float) -> Any:
@@ -44,7 +68,7 @@ def run_limited(fn: Callable[..., Any], *args: Any, timeout_s: float, memory_mb:
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
     base = _rss_mb(os.getpid())  # a forked child starts sharing the parent's pages; count only what it adds
-    proc = ctx.Process(target=_child, args=(fn, args, send), daemon=True)
+    proc = ctx.Process(target=_child, args=(fn, args, send, memory_mb), daemon=True)
     proc.start()
     send.close()
     deadline = time.monotonic() + timeout_s
@@ -57,6 +81,8 @@ def run_limited(fn: Callable[..., Any], *args: Any, timeout_s: float, memory_mb:
                     proc.join(5)
                     raise LimitExceeded(f"the parser died (exit code {proc.exitcode})") from None
                 proc.join(5)
+                if status == "memory":
+                    raise _too_big(memory_mb)
                 if status == "error":
                     raise value
                 return value
@@ -66,8 +92,7 @@ def run_limited(fn: Callable[..., Any], *args: Any, timeout_s: float, memory_mb:
                 raise LimitExceeded(f"took longer than {timeout_s:g} s to parse (CITEWISE_FILE_TIMEOUT)")
             used = _rss_mb(proc.pid) - base
             if used > memory_mb:
-                raise LimitExceeded(f"needed more than {memory_mb:g} MB to parse, a decompression bomb or a huge "
-                                    "file (CITEWISE_FILE_MEMORY_MB)")
+                raise _too_big(memory_mb)
     finally:
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGKILL)
