@@ -60,8 +60,10 @@ eval: install
 		--squad ../shared/data/xquad/xquad.en.dev.json --limit 40 --seed 0 --out reports/latest
 	$(VENV)/bin/citewise eval calibrate --dataset ../shared/data/xquad/xquad.en.dev.json --half tune
 
-## Benchmarks that print figures (ingest throughput, search latency).
+## Benchmarks that print figures (ingest throughput, search latency, the request path's own overhead, answers).
+## OLD=path/to/another/checkout adds that tree's request-path figures side by side in the same run.
 bench: install
+	OPENBLAS_NUM_THREADS=1 $(PY) evals/bench_paths.py --scifact ../shared/data/scifact $(if $(OLD),--old $(OLD))
 	$(PY) -m evals.bench_ingest --dataset ../shared/data/scifact
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_search --dataset ../shared/data/scifact
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_answers --dataset ../shared/data/xquad/xquad.en.dev.json
