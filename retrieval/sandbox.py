@@ -20,33 +20,27 @@ class LimitExceeded(Exception):
     """The parse ran out of time or memory, or the parser died; the message says which and the setting to raise."""
 
 
-def _rss_mb(pid: int) -> float:
+def _status_mb(pid: int | str, field: str) -> float:
+    """A memory figure (``VmRSS``, ``VmSize``) of a process from /proc, in MB; 0 when it cannot be read."""
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
 
 
-def _vm_size_mb() -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+def _rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmRSS")
 
 
 def _child(fn: Callable[..., Any], args: tuple, conn, memory_mb: float) -> None:
     try:
         # the kernel enforces the budget (the parent's watch polls, and a fast allocation can finish between polls):
         # the forked child's address space so far, plus what it may add
-        if vm := _vm_size_mb():
+        if vm := _status_mb("self", "VmSize"):
             limit = int((vm + memory_mb) * 2**20)
             resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
         conn.send(("ok", fn(*args)))
