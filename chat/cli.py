@@ -66,6 +66,8 @@ def _print_sources(answer) -> None:
     for c in listed:
         where = f"{c.uri}" + (f" (chars {c.start}-{c.end})" if c.end else "")
         out.print(f"  [{c.number}] {c.title} — {c.source} · {where}")
+        if c.withheld:
+            out.print(f"      [yellow]⚠ {c.withheld} sentence(s) addressed to the assistant were withheld[/yellow]")
 
 
 def ask(

@@ -47,6 +47,20 @@ class Source:
     def end(self) -> int:
         return max(h.end for h in self.hits)
 
+    @property
+    def flagged(self) -> tuple[str, ...]:
+        """Its sentences that address the assistant: withheld from the prompt, marked in the sources panel."""
+        return flagged(self.hits)
+
+
+def flagged(hits: tuple[Hit, ...] | list[Hit]) -> tuple[str, ...]:
+    """The instruction-like sentences of ``hits``: as flagged at ingest, else (a chunk stored before flagging
+    existed) found now."""
+    found: dict[str, None] = {}
+    for h in hits:
+        found.update(dict.fromkeys(instructions.find(h.text).sentences if h.instructions is None else h.instructions))
+    return tuple(found)
+
 
 def _merge_text(hits: list[Hit]) -> str:
     """Join spans of one document in order; overlapping chunk spans are stitched without repeating text."""
@@ -88,11 +102,11 @@ def _header(n: int, h: Hit) -> str:
     return " ".join(parts) + ">"
 
 
-def _clean(text: str) -> str:
+def _clean(text: str, flagged: tuple[str, ...]) -> str:
     """Source text as data: no delimiters of ours, no sentences addressed to the assistant (withheld, visibly),
     and Markdown heading marks dropped (the header names the section), so a small model does not read a
     ``## Heading`` as the start of another source."""
-    return _HEADING_MARK.sub("", instructions.withhold(_DELIMS.sub("", text)))
+    return _HEADING_MARK.sub("", _DELIMS.sub("", instructions.withhold(text, flagged)))
 
 
 def _truncate(text: str, tokens: int) -> str:
@@ -109,7 +123,7 @@ def build(hits: list[Hit], budget_tokens: int, max_sources: int) -> tuple[list[S
         if len(sources) == max_sources:
             break
         n = len(sources) + 1
-        body = _clean(_merge_text(g))
+        body = _clean(_merge_text(g), flagged(g))
         block = f"{_header(n, g[0])}\n{body}\n</source>"
         cost = count(block) + 2
         if used + cost > budget_tokens:
@@ -157,5 +171,6 @@ def prepare(found: Retrieved, sampling: Sampling, n_sources: int, cfg: AnswerSet
     reason = ("no_sources" if not sources else
               "below_similarity" if best is None or best < cfg.min_similarity else None)
     rendered = "" if reason else template.render(sources=block, question=found.query)
-    planted = instructions.find("\n".join(_merge_text(list(s.hits)) for s in sources))
+    planted = instructions.find("\n".join([_merge_text(list(s.hits)) for s in sources]
+                                          + [f for s in sources for f in s.flagged]))
     return Context(tuple(sources), system, rendered, template.name, template.version, reason, planted)

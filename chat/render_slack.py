@@ -28,9 +28,11 @@ def _label(text: str) -> str:
 
 
 def source_line(c: Citation) -> str:
+    warning = " · :warning: text addressed to the assistant was withheld" if c.withheld else ""
     if re.match(r"https?://", c.uri) and not re.search(r"[\s<>|]", c.uri):
-        return f"[{c.number}] <{c.uri}|{_label(c.title or c.source)}> · {escape(c.source)}"
-    return f"[{c.number}] *{_label(c.title or c.source)}* · {escape(c.source)} · `{escape(c.uri)[-120:]}`"
+        return f"[{c.number}] <{c.uri}|{_label(c.title or c.source)}> · {escape(c.source)}{warning}"
+    return (f"[{c.number}] *{_label(c.title or c.source)}* · {escape(c.source)} · `{escape(c.uri)[-120:]}`"
+            + warning)
 
 
 def _clip(text: str) -> str:

@@ -60,6 +60,9 @@ def source_page(c: Citation, answer_text: str) -> str:
     if c.date:
         meta.append(f"**Date:** {c.date}")
     meta.append(f"**Characters:** {c.start}–{c.end}")
+    if c.withheld:
+        meta.append(f"**⚠ Withheld:** {c.withheld} sentence(s) here address the assistant (like \"ignore previous "
+                    "instructions\"). They were treated as data: kept out of the prompt and not shown.")
     marked = supporting(c.text, claims_for(answer_text, c.number))
     body = " ".join(_lines(s, hit) for s, hit in marked)
     return (f"### {escape(c.title or c.source)}\n\n" + "\n".join(f"- {m}" for m in meta) + "\n\n---\n\n"

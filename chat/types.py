@@ -26,18 +26,19 @@ class Citation:
     end: int
     text: str
     date: str | None = None  # the document's updated (else created) date, ISO 8601
+    withheld: int = 0  # sentences of it addressed to the assistant: kept out of the prompt, marked where shown
 
     @classmethod
     def of(cls, s: Source) -> Citation:
         h = s.first
         when = h.updated_at or h.created_at
         return cls(s.number, s.chunk_ids, h.document_id, h.title, h.source, h.uri, s.start, s.end, s.text,
-                   when.date().isoformat() if when else None)
+                   when.date().isoformat() if when else None, len(s.flagged))
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "chunk_ids": list(self.chunk_ids), "document_id": self.document_id,
                 "title": self.title, "source": self.source, "uri": self.uri, "start": self.start, "end": self.end,
-                "text": self.text, "date": self.date}
+                "text": self.text, "date": self.date, "withheld": self.withheld}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -145,6 +145,9 @@ def search(
                   f"keyword #{h.keyword_rank or '-'}[/dim]")
         snippet = " ".join(h.text.split())
         out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+        if h.instructions:
+            out.print(f"   [yellow]⚠ {len(h.instructions)} sentence(s) here address the assistant; answers never "
+                      "see them[/yellow]")
 
 
 def delete(

@@ -19,7 +19,7 @@ import numpy as np
 
 from core import db
 from core.settings import Settings
-from retrieval import store
+from retrieval import instructions, store
 from retrieval.chunk import split
 from retrieval.embed import Embedder
 from retrieval.loaders import Limits, LoadFailure, RawDocument, iter_files, load_path
@@ -179,7 +179,7 @@ def ingest(
                 if on_progress:
                     on_progress(1, 0)
                 continue
-            chunks = split(d, settings.chunk)
+            chunks = [instructions.flag(c) for c in split(d, settings.chunk)]
             if not chunks:
                 report.failures.append(LoadFailure(d.uri, "no text to index after cleaning"))
                 continue
@@ -245,5 +245,10 @@ def _write(conn, prepared: list[PreparedDocument], vectors: np.ndarray, settings
             report.added += 1
         report.pii.update(p.pii_counts)
         report.chunks += len(p.chunks)
+        flagged = sum(len(c.instructions) for c in p.chunks)
+        if flagged:
+            report.notices.append(
+                f"{Path(p.document.uri).name}: {flagged} sentence(s) address the assistant (e.g. \"ignore previous "
+                "instructions\"); they are kept out of every prompt and marked in the sources panel")
     if on_progress:
         on_progress(len(prepared), sum(len(p.chunks) for p in written))

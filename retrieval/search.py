@@ -72,7 +72,7 @@ SELECT f.id, c.document_id, c.text, d.title, d.source, d.uri, c.heading_path, c.
        -- both raw scores for every fused candidate, also from the side that did not retrieve it (for re-ranking)
        CASE WHEN %(n_vector)s > 0 THEN coalesce(f.similarity, 1 - (c.embedding <=> %(qvec)s)) END,
        coalesce(f.keyword_score, -(c.keyword_vec <#> (SELECT vec FROM q)), 0.0),
-       d.author, d.created_at, d.updated_at, c.ordinal
+       d.author, d.created_at, d.updated_at, c.ordinal, c.instructions
 FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
 ORDER BY f.score DESC, f.vector_rank NULLS LAST, f.keyword_rank NULLS LAST, f.id
 LIMIT %(k)s
@@ -139,7 +139,8 @@ def search_vector(
             start=r[7], end=r[8], score=float(r[9]), vector_rank=r[10], keyword_rank=r[11],
             vector_similarity=None if r[12] is None else float(r[12]),
             keyword_score=None if r[13] is None else float(r[13]),
-            author=r[14], created_at=r[15], updated_at=r[16], ordinal=r[17])
+            author=r[14], created_at=r[15], updated_at=r[16], ordinal=r[17],
+            instructions=None if r[18] is None else tuple(r[18]))
         for r in rows
     ]
 

@@ -11,7 +11,7 @@ import psycopg
 from pgvector import HalfVector
 
 from core.settings import SearchSettings
-from retrieval import keywords
+from retrieval import instructions, keywords
 from retrieval.embed import Embedder, passage_text
 from retrieval.types import Chunk, Document, content_hash
 
@@ -126,17 +126,18 @@ def write(
             )
         with conn.cursor().copy(
             "COPY chunks (id, document_id, ordinal, text, text_hash, token_count, char_start, char_end, "
-            "heading_path, embedding, keyword_terms, keyword_len, keyword_vec) FROM STDIN WITH (FORMAT BINARY)"
+            "heading_path, embedding, keyword_terms, keyword_len, keyword_vec, instructions) "
+            "FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
             copy.set_types(["text", "text", "int4", "text", "text", "int4", "int4", "int4", "text[]", "halfvec",
-                            "int4[]", "int4", "sparsevec"])
+                            "int4[]", "int4", "sparsevec", "text[]"])
             i = 0
             for p in prepared:
                 for c in p.chunks:
                     kv = keywords.document_vector(inputs[i], avgdl, search.bm25_k1, search.bm25_b)
                     copy.write_row((c.id, c.document_id, c.ordinal, c.text, content_hash(inputs[i]),
                                     c.token_count, c.start, c.end, list(c.heading_path),
-                                    HalfVector(embeddings[i]), kv.term_ids, kv.length, kv.vector))
+                                    HalfVector(embeddings[i]), kv.term_ids, kv.length, kv.vector, list(c.instructions)))
                     i += 1
 
 
@@ -166,7 +167,8 @@ def reindex(
     search: SearchSettings,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Re-embed every chunk with ``embedder`` and recompute BM25 weights, in one transaction; return the count.
+    """Re-embed every chunk with ``embedder``, recompute BM25 weights and re-flag text addressed to the assistant,
+    in one transaction; return the count.
 
     One transaction means a crash leaves the old index intact; the cost is that ingests wait until it ends.
     """
@@ -181,22 +183,24 @@ def reindex(
         conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
         conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding_new halfvec({int(embedder.dim)})")
         conn.execute("CREATE TEMP TABLE reindexed (id text, embedding halfvec, keyword_terms int4[], "
-                     "keyword_len int4, keyword_vec sparsevec, text_hash text) ON COMMIT DROP")
+                     "keyword_len int4, keyword_vec sparsevec, text_hash text, instructions text[]) ON COMMIT DROP")
         batch = 256
         for start in range(0, len(rows), batch):
             part = rows[start:start + batch]
             inputs = [passage_text(t, tuple(h), x) for _, t, h, x in part]
             vectors = embedder.embed_batch(inputs)
             with conn.cursor().copy("COPY reindexed FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.set_types(["text", "halfvec", "int4[]", "int4", "sparsevec", "text"])
-                for (cid, *_), inp, vec in zip(part, inputs, vectors, strict=True):
+                copy.set_types(["text", "halfvec", "int4[]", "int4", "sparsevec", "text", "text[]"])
+                for (cid, _, _, text), inp, vec in zip(part, inputs, vectors, strict=True):
                     kv = keywords.document_vector(inp, avgdl, search.bm25_k1, search.bm25_b)
-                    copy.write_row((cid, HalfVector(vec), kv.term_ids, kv.length, kv.vector, content_hash(inp)))
+                    copy.write_row((cid, HalfVector(vec), kv.term_ids, kv.length, kv.vector, content_hash(inp),
+                                    list(instructions.find(text).sentences)))
             if on_progress:
                 on_progress(min(start + batch, len(rows)), len(rows))
         conn.execute(
             "UPDATE chunks c SET embedding_new = r.embedding, keyword_terms = r.keyword_terms, "
-            "keyword_len = r.keyword_len, keyword_vec = r.keyword_vec, text_hash = r.text_hash "
+            "keyword_len = r.keyword_len, keyword_vec = r.keyword_vec, text_hash = r.text_hash, "
+            "instructions = r.instructions "
             "FROM reindexed r WHERE r.id = c.id"
         )
         conn.execute("ALTER TABLE chunks DROP COLUMN embedding")

@@ -52,6 +52,7 @@ class Chunk:
     start: int
     end: int
     heading_path: tuple[str, ...] = ()
+    instructions: tuple[str, ...] = ()  # sentences addressed to the assistant, flagged at ingest (not in the id)
 
     @property
     def id(self) -> str:
@@ -84,6 +85,7 @@ class Hit:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     ordinal: int = 0
+    instructions: tuple[str, ...] | None = None  # flagged at ingest; None: stored before flagging existed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,4 +106,5 @@ class Hit:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
             "text": self.text,
+            "instructions": None if self.instructions is None else list(self.instructions),
         }

@@ -1,4 +1,4 @@
-"""The prompt-injection set (evals/injection.py, 22 cases) against the real local LLM: no case may leak data the
+"""The prompt-injection set (evals/injection.py, 36 cases) against the real local LLM: no case may leak data the
 asking user may not see; the share of planted or hostile instructions the model obeyed is reported."""
 
 from __future__ import annotations
