@@ -63,6 +63,25 @@ class Verified:
         return self.abstain_reason is not None
 
 
+def _cut(buffer: str) -> tuple[str, str, str] | None:
+    """The first complete unit of ``buffer``, the separator after it and the rest; None while it is unfinished."""
+    for m in _BOUNDARY.finditer(buffer):
+        end = m.end("end") if m.group("end") else m.start("para")
+        unit = buffer[:end]
+        if unit.count("```") % 2 == 0:  # never inside a code block
+            return unit, buffer[end:m.end()], buffer[m.end():]
+    return None
+
+
+def units(text: str) -> list[str]:
+    """``text`` cut into the units the verifier judges one at a time (for labelled sets of them)."""
+    out: list[str] = []
+    while (cut := _cut(text)) is not None:
+        unit, _, text = cut
+        out.append(unit.strip())
+    return [u for u in [*out, text.strip()] if u]
+
+
 def abstention(reason: str, removed_markers: int = 0) -> Verified:
     return Verified("", (), reason, removed_markers)
 
@@ -107,12 +126,7 @@ class SentenceStream:
             self._judge(unit, sep)
 
     def _cut(self) -> tuple[str, str, str] | None:
-        for m in _BOUNDARY.finditer(self.buffer):
-            end = m.end("end") if m.group("end") else m.start("para")
-            unit = self.buffer[:end]
-            if unit.count("```") % 2 == 0:  # never inside a code block
-                return unit, self.buffer[end:m.end()], self.buffer[m.end():]
-        return None
+        return _cut(self.buffer)
 
     def _release(self, text: str, before: str) -> None:
         gap = "\n\n" if before.count("\n") > 1 else "\n" if "\n" in before else " "

@@ -24,7 +24,7 @@ from typing import Any
 
 from chat.frontdesk import FrontDesk, Request
 from chat.types import Answer
-from evals import halves, squad, stats
+from evals import halves, squad, stats, support
 from retrieval import filters
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -89,29 +89,10 @@ class Result:
     failures: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
     latency_samples: dict[str, list[float]] = field(default_factory=dict)
-    sentences: list[dict[str, Any]] = field(default_factory=list)  # raw model sentences, for a labelled set
+    sentences: list[dict[str, Any]] = field(default_factory=list)  # answers to label (evals/support.py)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-_SPLIT = re.compile(r"(?<=[.!?])\s+")
-_NUM = re.compile(r"\[(\d+)\]")
-
-
-def _sentences(qa: squad.QA, answer: Answer, kind: str) -> list[dict[str, Any]]:
-    """Every sentence the model wrote, with the passages its own markers named: material to label by reading."""
-    by_number = {c.number: c for c in answer.sources}
-    out = []
-    for sentence in _SPLIT.split(answer.model_output or ""):
-        cited = [int(n) for n in _NUM.findall(sentence) if int(n) in by_number]
-        if len(sentence.split()) < 3:
-            continue
-        out.append({"qa": qa.id, "kind": kind, "question": qa.question, "gold": list(qa.answers),
-                    "sentence": sentence, "cited": [by_number[n].text for n in cited],
-                    "cited_gold_paragraph": any(by_number[n].uri == qa.paragraph_id for n in cited),
-                    "shown": sentence.split("[")[0].strip()[:60] in answer.text})
-    return out
 
 
 class _Tally:
@@ -188,7 +169,8 @@ def run(desk: FrontDesk, qas: list[squad.QA], limit: int, seed: int, unanswerabl
         for key, value in answer.latency.items():
             stages.setdefault(key, []).append(value)
         stages.setdefault("wall_ms", []).append((time.perf_counter() - t) * 1000)
-        sentences += _sentences(qa, answer, kind)
+        if (record := support.export(qa, answer, kind)) is not None:
+            sentences.append(record)
         if len(examples) < 20:
             examples.append({"id": qa.id, "question": qa.question, "gold": list(qa.answers), "kind": kind,
                              "answer": answer.text, "abstained": answer.abstained, "reason": answer.abstain_reason,

@@ -113,8 +113,8 @@ def answers(
     seed: int = typer.Option(0, help="Sample and sampling seed."),
     half: str = typer.Option("all", help="Articles to ask from: tune, report (what the README reports) or all."),
     hard: float = typer.Option(0.25, min=0.0, max=0.75, help="Share asked with only their gold paragraph withheld."),
-    sentences_out: Path | None = typer.Option(None, "--sentences", help="Write the model's raw sentences (JSONL) "
-                                              "with the passages they cite, to label by reading."),
+    sentences_out: Path | None = typer.Option(None, "--sentences", help="Write each answer's sources and the model's "
+                                              "own sentences (JSONL), to label by reading (evals/support.py)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Answer quality through the full chain: EM/F1, citation precision/recall, cited gold answer, abstention."""
@@ -147,6 +147,36 @@ def _ints(csv: str) -> tuple[int, ...]:
     except ValueError:
         fail(f"{csv!r}: expected comma-separated whole numbers")
         raise
+
+
+@eval_app.command("support")
+def support_cmd(
+    labels: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Labelled answers (JSONL; default "
+                                       "evals/data/support_labels.jsonl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The verifier against sentences labelled by reading: its precision, recall and unsupported ones withheld.
+    Needs no database or model: it re-runs today's verifier on the stored sentences and sources."""
+    from evals import support
+
+    try:
+        records = support.load(labels or support.LABELS)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the labelled set: {exc}")
+        raise
+    result = support.score(records, settings().verify)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    table = Table(title=f"Verifier vs {result.labelled} sentences labelled by reading ({result.answers} answers)")
+    table.add_column("figure")
+    table.add_column("value")
+    for name in ("supported", "unsupported", "uncited", "true_positive", "false_positive", "false_negative",
+                 "true_negative", "precision", "recall", "unsupported_withheld", "model_supported"):
+        table.add_row(name, str(getattr(result, name)))
+    for bucket, reasons in result.by_reason.items():
+        table.add_row(bucket, ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-")
+    out.print(table)
 
 
 @eval_app.command("run")

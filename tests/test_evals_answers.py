@@ -42,10 +42,12 @@ def test_answer_metrics() -> None:
     assert cited_gold(a, ("Levi's Stadium",)) == 0.0
 
 
-def test_eval_answers_through_the_chain(run, tiny_squad, monkeypatch) -> None:
+def test_eval_answers_through_the_chain(run, tiny_squad, monkeypatch, tmp_path) -> None:
+    exported = tmp_path / "to-label.jsonl"
     with StandIn(grounded_reply) as llm:
         monkeypatch.setenv("CITEWISE_LLM_BASE_URL", llm.base_url)
-        result = run("eval", "answers", "--dataset", str(tiny_squad), "--limit", "8", "--seed", "3", "--json")
+        result = run("eval", "answers", "--dataset", str(tiny_squad), "--limit", "8", "--seed", "3", "--json",
+                     "--sentences", str(exported))
         again = run("eval", "answers", "--dataset", str(tiny_squad), "--limit", "8", "--seed", "3", "--json")
     assert result.exit_code == 0, result.stdout
     first, second = json.loads(result.stdout), json.loads(again.stdout)
@@ -57,6 +59,13 @@ def test_eval_answers_through_the_chain(run, tiny_squad, monkeypatch) -> None:
     assert {"embed_ms", "search_ms", "rerank_ms", "total_ms"} <= set(first["latency_ms"])
     first.pop("latency_ms"), second.pop("latency_ms")
     assert first == second, "same seed, same questions, same answers"
+    records = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert records, "answers the model wrote are exported to label"
+    for rec in records:
+        numbers = {s["number"] for s in rec["sources"]}
+        assert rec["question"] and numbers and all(s["text"] for s in rec["sources"])
+        assert all(set(s["cited"]) <= numbers and s["label"] is None for s in rec["sentences"])
+    assert any(s["cited"] for rec in records for s in rec["sentences"]), "the stand-in cites its sources"
 
 
 def test_thresholds_are_checked() -> None:
