@@ -30,6 +30,7 @@ class Source:
     number: int
     hits: tuple[Hit, ...]
     text: str
+    flagged: tuple[str, ...] = ()  # its sentences addressed to the assistant: withheld from the prompt, marked
 
     @property
     def first(self) -> Hit:
@@ -46,11 +47,6 @@ class Source:
     @property
     def end(self) -> int:
         return max(h.end for h in self.hits)
-
-    @property
-    def flagged(self) -> tuple[str, ...]:
-        """Its sentences that address the assistant: withheld from the prompt, marked in the sources panel."""
-        return flagged(self.hits)
 
 
 def flagged(hits: tuple[Hit, ...] | list[Hit]) -> tuple[str, ...]:
@@ -123,7 +119,8 @@ def build(hits: list[Hit], budget_tokens: int, max_sources: int) -> tuple[list[S
         if len(sources) == max_sources:
             break
         n = len(sources) + 1
-        body = _clean(_merge_text(g), flagged(g))
+        marked = flagged(g)
+        body = _clean(_merge_text(g), marked)
         block = f"{_header(n, g[0])}\n{body}\n</source>"
         cost = count(block) + 2
         if used + cost > budget_tokens:
@@ -139,7 +136,7 @@ def build(hits: list[Hit], budget_tokens: int, max_sources: int) -> tuple[list[S
                 room -= 8
             if used + cost > budget_tokens:
                 break
-        sources.append(Source(n, tuple(sorted(g, key=lambda h: h.start)), body))
+        sources.append(Source(n, tuple(sorted(g, key=lambda h: h.start)), body, marked))
         blocks.append(block)
         used += cost
     return sources, "\n\n".join(blocks)
@@ -171,6 +168,5 @@ def prepare(found: Retrieved, sampling: Sampling, n_sources: int, cfg: AnswerSet
     reason = ("no_sources" if not sources else
               "below_similarity" if best is None or best < cfg.min_similarity else None)
     rendered = "" if reason else template.render(sources=block, question=found.query)
-    planted = instructions.find("\n".join([_merge_text(list(s.hits)) for s in sources]
-                                          + [f for s in sources for f in s.flagged]))
+    planted = instructions.find("\n".join(_merge_text(list(s.hits)) for s in sources))
     return Context(tuple(sources), system, rendered, template.name, template.version, reason, planted)

@@ -74,11 +74,6 @@ def find(text: str) -> Found:
     return Found(sentences, frozenset(payloads))
 
 
-def of(sentences: tuple[str, ...] | list[str]) -> Found:
-    """The payloads of sentences already found (at ingest), as :func:`find` would return them."""
-    return find("\n".join(sentences)) if sentences else Found((), frozenset())
-
-
 def flag(chunk: Chunk) -> Chunk:
     """``chunk`` with its instruction-like sentences recorded: done at ingest, so they are stored with the chunk,
     shown in the sources panel and withheld from every prompt that uses it."""
