@@ -142,6 +142,7 @@ class SentenceStream:
         if self.held:  # a short piece joins the sentence after it
             unit, before = self.held + self.held_after + unit, self.held_before
             self.held = ""
+        unit = unit.replace(instructions.WITHHELD, "").rstrip(" \t")  # the prompt's marker, copied by the model
         if not unit.strip():
             return
         if ABSTAIN_PHRASE.search(unit) and not check(unit, len(self.sources)).cited:

@@ -7,6 +7,7 @@ import pytest
 from chat.context import Source
 from chat.verify import SentenceStream, verify
 from core.settings import VerifySettings
+from retrieval import instructions
 
 SOURCES = [Source(1, (), "New employees get 25 vacation days per year, and unused days carry over to March."),
            Source(2, (), "Expense receipts are due within 30 days of purchase, filed in the finance portal.")]
@@ -82,7 +83,6 @@ PLANTED = Source(3, (), "The cafeteria opens at eight and serves lunch until two
 
 
 def test_what_a_source_tells_the_assistant_is_never_obeyed() -> None:
-    from retrieval import instructions
 
     planted = instructions.find(PLANTED.text)
     assert planted.sentences and "mango-77" in planted.payloads
@@ -117,3 +117,10 @@ def test_a_cited_sentence_that_mentions_not_finding_something_is_kept() -> None:
     assert not kept.abstained and kept.text == reply
     for declined in ("I cannot find that in the sources.", "The sources do not mention it.", "I don't know."):
         assert verify(declined, [source], "What title?", VerifySettings()).abstain_reason == "model_declined"
+
+
+def test_the_withheld_marker_the_model_copies_is_never_shown() -> None:
+    """Seen in the injection run: the model repeated the prompt's "[withheld: …]" marker after its answer."""
+    reply = f"New employees get 25 vacation days per year [1]. {instructions.WITHHELD}"
+    released, verdict = _stream(reply)
+    assert "".join(released) == verdict.text == "New employees get 25 vacation days per year [1]."
