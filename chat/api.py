@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from chat.api_schema import AnswerOut, FeedbackOut, HealthOut, errors, streamed
 from chat.frontdesk import FrontDesk, Rejected, Token
 from chat.frontdesk import Request as Ask
 from chat.services import Services
@@ -48,7 +49,7 @@ class AskIn(BaseModel):
 
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    turn_id: str
+    turn_id: uuid.UUID
     value: Literal["up", "down"]
     comment: str | None = Field(None, max_length=4000)
     citation: int | None = Field(None, ge=1)
@@ -131,7 +132,9 @@ async def answer_whole(desk: FrontDesk, question: Question) -> Answer:
 router = APIRouter(prefix="/v1", tags=["citewise"])
 
 
-@router.post("/ask", summary="Answer a question from the documents, with citations")
+@router.post("/ask", summary="Answer a question from the documents, with citations", response_model=AnswerOut,
+             responses={**streamed(AnswerOut, "the answer", ("token", "answer", "error")),
+                        **errors(400, 401, 413, 422, 502, 503)})
 async def ask_route(body: AskIn, who: Caller, desk: Desk, stream: bool = False):
     """``?stream=true`` answers with server-sent events: ``token`` events, then one ``answer`` (or ``error``).
     When the server is at capacity: 503 with Retry-After."""
@@ -157,20 +160,22 @@ async def ask_route(body: AskIn, who: Caller, desk: Desk, stream: bool = False):
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/feedback", summary="Thumbs up or down on an answer, with an optional comment")
+@router.post("/feedback", summary="Thumbs up or down on an answer, with an optional comment",
+             response_model=FeedbackOut, responses=errors(400, 401, 404, 422))
 def feedback_route(body: FeedbackIn, who: Caller, services: Svc) -> dict[str, Any]:
     with services.pool.connection() as conn:
-        owner = conn.execute("SELECT user_id FROM turns WHERE id::text = %s", (body.turn_id,)).fetchone()
+        owner = conn.execute("SELECT user_id FROM turns WHERE id = %s", (body.turn_id,)).fetchone()
         if owner is None or (who != "api" and owner[0] != who):
             raise HTTPException(404, f"no turn {body.turn_id} of yours")
         try:
-            fid = record_feedback(conn, body.turn_id, body.value, body.comment, body.citation, who, "api")
+            fid = record_feedback(conn, str(body.turn_id), body.value, body.comment, body.citation, who, "api")
         except FeedbackError as exc:
             raise HTTPException(422, str(exc)) from None
-    return {"feedback_id": fid, "turn_id": body.turn_id, "stored": True}
+    return {"feedback_id": fid, "turn_id": str(body.turn_id), "stored": True}
 
 
-@router.get("/health", summary="Database and LLM status")
+@router.get("/health", summary="Database and LLM status", response_model=HealthOut,
+            responses={503: {"model": HealthOut, "description": "the database or the LLM is unavailable"}})
 async def health(services: Svc) -> JSONResponse:
     report: dict[str, Any] = {"database": "ok", "llm": "ok", "model": services.llm.model}
     try:

@@ -23,6 +23,7 @@ from chat.types import Answer, Question
 from core import access
 from core.settings import DeskSettings, Settings
 from retrieval import filters as grammar
+from retrieval.clean import plain
 
 
 class Rejected(ValueError):
@@ -162,15 +163,16 @@ class Checked:
 def check(req: Request, cfg: Settings) -> Checked:
     """The request's own validation, which needs no database: length, sources, filters, sampling."""
     limit = cfg.desk.max_question_chars
-    if len(req.text) > limit:
-        raise TooLong(f"the question is {len(req.text)} characters; the limit is {limit} "
+    text = plain(req.text)
+    if len(text) > limit:
+        raise TooLong(f"the question is {len(text)} characters; the limit is {limit} "
                       "(an admin can raise CITEWISE_MAX_QUESTION_CHARS)")
-    if not req.text.strip():
+    if not text.strip():
         raise Rejected("the question is empty")
     if req.sources is not None and not 1 <= req.sources <= 50:
         raise Rejected(f"sources={req.sources} is out of range; expected 1..50")
     try:
-        parsed = [f if isinstance(f, grammar.Filter) else grammar.parse(f) for f in req.filters]
+        parsed = [f if isinstance(f, grammar.Filter) else grammar.parse(plain(f)) for f in req.filters]
     except grammar.FilterError as exc:
         raise Rejected(f"filters: {exc}") from None
     try:
@@ -178,7 +180,7 @@ def check(req: Request, cfg: Settings) -> Checked:
             temperature=req.temperature, top_p=req.top_p, top_k=req.top_k, max_tokens=req.max_tokens, seed=req.seed)
     except SamplingError as exc:
         raise Rejected(f"sampling: {exc}") from None
-    return Checked(req.text, parsed, sampling)
+    return Checked(text, parsed, sampling)
 
 
 class FrontDesk:
@@ -196,10 +198,10 @@ class FrontDesk:
     def prepare(self, req: Request) -> Question:
         """Validate and normalise ``req``, resolve its scope, and refuse at once if the queue is full."""
         ok = check(req, self.services.settings)
-        question = Question(text=ok.text, conversation_id=req.conversation_id or str(uuid.uuid4()),
+        question = Question(text=ok.text, conversation_id=plain(req.conversation_id or str(uuid.uuid4())),
                             channel=req.channel, user_id=req.user_id, scope=self._scope(req), filters=ok.filters,
                             sampling=ok.sampling, sources=req.sources, client_ref=req.client_ref,
-                            history=req.history)
+                            history=tuple((plain(q), plain(a)) for q, a in req.history) if req.history else req.history)
         self.gate.check()
         return question
 

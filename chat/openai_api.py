@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chat.api import Caller, Desk, admit, answer_whole
+from chat.api_schema import ChatCompletionOut, ModelsOut, errors, streamed
 from chat.frontdesk import Request as Ask
 from chat.frontdesk import Token
 from chat.types import Answer
@@ -82,12 +83,14 @@ def _extras(answer: Answer) -> dict[str, Any]:
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 
-@router.get("/models", summary="The one model this endpoint serves")
+@router.get("/models", summary="The one model this endpoint serves", response_model=ModelsOut)
 def models() -> dict[str, Any]:
     return {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "citewise"}]}
 
 
-@router.post("/chat/completions", summary="OpenAI-compatible chat over the corpus, citations included")
+@router.post("/chat/completions", summary="OpenAI-compatible chat over the corpus, citations included",
+             response_model=ChatCompletionOut,
+             responses={**streamed(ChatCompletionOut, "the completion"), **errors(400, 401, 413, 422, 502, 503)})
 async def chat_completions(body: ChatIn, who: Caller, desk: Desk):
     question = await admit(desk, request_of(body, who))
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
 from chat.services import Services
@@ -65,13 +66,15 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
 
     from chat import api, openai_api, web
     from chat.api import parse_tokens
+    from chat.api_schema import validation_error
     from chat.datalayer import CitewiseDataLayer
     from chat.frontdesk import FrontDesk
 
     layer = CitewiseDataLayer(services.pool.conninfo)
     desk = FrontDesk(services)  # one desk, and so one admission gate, for the web UI, the API and Slack
     web.install(web.WebContext(desk, logins(settings), layer))
-    app = FastAPI(title="citewise", summary="Answers from your documents, every claim cited.")
+    app = FastAPI(title="citewise", summary="Answers from your documents, every claim cited.",
+                  exception_handlers={RequestValidationError: validation_error})
     app.state.desk = desk
     app.state.api_tokens = parse_tokens(settings.api.tokens)
     app.include_router(api.router)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from chat.types import Answer, Question
+from retrieval.clean import plain
 
 
 class FeedbackError(ValueError):
@@ -66,11 +68,14 @@ def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, co
     The turn's sampling settings are copied onto the row, so a feedback report needs no join to read them.
     """
     numeric = _value(value)
+    try:
+        turn_id = str(uuid.UUID(str(turn_id)))
+    except ValueError:
+        raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
+    if comment is not None:
+        comment = plain(comment)  # PostgreSQL text cannot hold a NUL or a lone surrogate
     with conn.transaction():
-        try:
-            row = conn.execute("SELECT sampling FROM turns WHERE id = %s::uuid", (turn_id,)).fetchone()
-        except psycopg.errors.InvalidTextRepresentation:
-            raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
+        row = conn.execute("SELECT sampling FROM turns WHERE id = %s::uuid", (turn_id,)).fetchone()
         if row is None:
             raise FeedbackError(f"no turn with id {turn_id}")
         if citation is not None:

@@ -1,83 +1,81 @@
-"""A bounded load test against a running citewise server on loopback: N users ask over the HTTP API and post
-feedback for a fixed time; prints p50/p95 latency, throughput, errors and refusals, and checks that every feedback
-posted is in the database.
+"""A bounded load test against a running citewise server on loopback, with locust (``evals/locustfile.py``):
+N users ask over the HTTP API and post feedback for a fixed time; prints p50/p95 latency, throughput, errors and
+refusals, and checks that every feedback acknowledged is in the database.
 
     python -m evals.load --users 20 --duration 60                 # starts its own server with a fast stand-in LLM
     python -m evals.load --users 4 --duration 60 --real-llm       # the same with the local LLM
     python -m evals.load --base http://127.0.0.1:8000 --database-url postgresql://...   # an existing server
 
-A refusal (503/429 with Retry-After) is the server protecting itself and is reported apart from errors; a request
+A refusal (503 with Retry-After) is the server protecting itself and is reported apart from errors; a request
 without an answer or a refusal within ``--request-timeout`` is an error (a hang).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import random
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import psycopg
 
-from evals.stats import percentile
-
-QUESTIONS = ["How do I filter search results by date?", "Which file types can I ingest?",
-             "What happens when an ingest is interrupted?", "How do I log in to the web UI?",
-             "How do I change the sampling temperature?", "What does the settings panel hold?",
-             "How are citations shown?", "How do I configure Slack?", "What is the OpenAI-compatible endpoint?",
-             "How does citewise decide to abstain?"]
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
-async def user(client: httpx.AsyncClient, base: str, until: float, seed: int, stats: dict, timeout: float) -> None:
-    rng = random.Random(seed)
-    while time.monotonic() < until and stats["requests"] < stats["max_requests"]:
-        stats["requests"] += 1
-        t = time.perf_counter()
-        try:
-            r = await client.post(f"{base}/v1/ask", json={"question": rng.choice(QUESTIONS)}, timeout=timeout)
-        except httpx.HTTPError as exc:
-            stats["errors"].append(f"ask: {type(exc).__name__}")
-            continue
-        if r.status_code in (429, 503):
-            stats["refused"] += 1
-            stats["retry_after_missing"] += "retry-after" not in r.headers
-            await asyncio.sleep(min(float(r.headers.get("retry-after", 1)), 2.0) * rng.random())
-            continue
-        if r.status_code != 200:
-            stats["errors"].append(f"ask: HTTP {r.status_code} {r.text[:80]}")
-            continue
-        stats["latencies"].append((time.perf_counter() - t) * 1000)
-        turn = r.json()["turn_id"]
-        if rng.random() < 0.5:
-            f = await client.post(f"{base}/v1/feedback", json={"turn_id": turn, "value": rng.choice(["up", "down"]),
-                                                               "comment": f"load {seed}"}, timeout=timeout)
-            if f.status_code == 200:
-                stats["feedback_ids"].append(f.json()["feedback_id"])
-            else:
-                stats["errors"].append(f"feedback: HTTP {f.status_code}")
+def _percentile(times: dict[str, int], q: float) -> float | None:
+    """The q-th percentile of locust's response-time histogram ({rounded ms: count})."""
+    points = sorted((float(ms), n) for ms, n in times.items())
+    total = sum(n for _, n in points)
+    if not total:
+        return None
+    seen = 0
+    for ms, n in points:
+        seen += n
+        if seen >= total * q / 100:
+            return round(ms, 1)
+    return round(points[-1][0], 1)
 
 
-async def run(base: str, users: int, duration: float, max_requests: int, timeout: float) -> dict:
-    stats = {"requests": 0, "max_requests": max_requests, "refused": 0, "retry_after_missing": 0, "errors": [],
-             "latencies": [], "feedback_ids": []}
-    started = time.monotonic()
-    limits = httpx.Limits(max_connections=users + 4)
-    async with httpx.AsyncClient(limits=limits) as client:
-        await asyncio.gather(*(user(client, base, started + duration, i, stats, timeout) for i in range(users)))
-    elapsed = time.monotonic() - started
-    lat = sorted(stats["latencies"])
-    return {"users": users, "duration_s": round(elapsed, 1), "requests": stats["requests"],
-            "answered": len(lat), "throughput_per_s": round(len(lat) / elapsed, 2),
-            "p50_ms": round(percentile(lat, 50), 1) if lat else None,
-            "p95_ms": round(percentile(lat, 95), 1) if lat else None,
-            "refused_503_429": stats["refused"], "refusals_without_retry_after": stats["retry_after_missing"],
-            "errors": len(stats["errors"]), "error_samples": stats["errors"][:5],
-            "feedback_posted": len(stats["feedback_ids"]), "feedback_ids": stats["feedback_ids"]}
+def run(base: str, users: int, duration: float, timeout: float, token: str | None = None) -> dict:
+    """Run ``evals/locustfile.py`` headless against ``base`` for ``duration`` seconds (locust, in a process of
+    its own: it patches the standard library with gevent) and summarise its statistics."""
+    with tempfile.TemporaryDirectory(prefix="citewise-locust-") as tmp:
+        env = {**os.environ, "CITEWISE_LOAD_OUT": tmp, "CITEWISE_LOAD_TIMEOUT": str(timeout),
+               **({"CITEWISE_LOAD_TOKEN": token} if token else {})}
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--skip-log", "--json",
+             "-u", str(users), "-r", str(users), "-t", f"{int(duration)}s", "--stop-timeout", str(int(timeout)),
+             "--host", base, "--exit-code-on-error", "0"],
+            env=env, capture_output=True, text=True, timeout=duration + timeout + 120)
+        elapsed = time.monotonic() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"locust failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        stats = {s["name"]: s for s in json.loads(proc.stdout)}
+        ids = [int(x) for x in _lines(Path(tmp) / "feedback_ids")]
+        failed = _lines(Path(tmp) / "failures")
+    ask, refused, feedback = (stats.get(n, {}) for n in ("ask", "ask: refused", "feedback"))
+    failures = sum(s.get("num_failures", 0) for s in stats.values())
+    answered = ask.get("num_requests", 0) - ask.get("num_failures", 0)
+    return {"tool": "locust", "users": users, "duration_s": round(elapsed, 1),
+            "requests": sum(s.get("num_requests", 0) for s in stats.values()),
+            "answered": answered, "throughput_per_s": round(answered / max(duration, 1e-9), 2),
+            "p50_ms": _percentile(ask.get("response_times", {}), 50),
+            "p95_ms": _percentile(ask.get("response_times", {}), 95),
+            "refused_503": refused.get("num_requests", 0) - refused.get("num_failures", 0),
+            "refusals_without_retry_after": refused.get("num_failures", 0),
+            "errors": failures, "error_samples": failed[:5],
+            "feedback_p50_ms": _percentile(feedback.get("response_times", {}), 50),
+            "feedback_posted": len(ids), "feedback_ids": ids}
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def check_feedback(database_url: str, ids: list[int]) -> int:
@@ -91,7 +89,6 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--duration", type=float, default=60)
-    parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--request-timeout", type=float, default=180)
     parser.add_argument("--real-llm", action="store_true", help="with --base unset: use the local LLM")
     parser.add_argument("--concurrent", type=int, default=None, help="CITEWISE_MAX_CONCURRENT_ANSWERS for the server")
@@ -106,7 +103,7 @@ def main() -> None:
 
 
 def run_and_check(base: str, url: str | None, args) -> dict:
-    result = asyncio.run(run(base, args.users, args.duration, args.max_requests, args.request_timeout))
+    result = run(base, args.users, args.duration, args.request_timeout)
     if url:
         found = check_feedback(url, result["feedback_ids"])
         result["feedback_in_database"] = found

@@ -15,6 +15,15 @@ _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 
 
+def plain(text: str) -> str:
+    """Text PostgreSQL can store and a model can read, otherwise unchanged: lone surrogates (which no UTF-8 can
+    carry) become U+FFFD and control characters other than tab and newlines are removed. For what users type;
+    a NUL in a question once reached the database as an error."""
+    if text.isprintable():
+        return text
+    return _CONTROL.sub("", text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+
+
 def normalize(text: str) -> str:
     """NFC, no control characters, single spaces, at most one blank line, stripped lines."""
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))

@@ -15,6 +15,7 @@ from chat.citations import check
 from core.settings import ChunkSettings
 from retrieval import filters
 from retrieval.chunk import split
+from retrieval.clean import plain
 from retrieval.pii import scrub
 from retrieval.tokens import count
 from retrieval.types import Document
@@ -110,3 +111,15 @@ def test_citation_markers_only_ever_name_sources_that_exist(text: str, n_sources
     assert all(1 <= n <= n_sources for n in numbers)
     assert set(checked.cited) == set(numbers) and all(1 <= n <= n_sources for n in checked.cited)
     assert check(checked.text, n_sources).text == checked.text, "checking twice changes nothing"
+
+
+@FIXED
+@given(st.text(alphabet=st.characters(codec=None, blacklist_categories=()), max_size=80))
+def test_what_users_type_becomes_storable_text(conn: psycopg.Connection, text: str) -> None:
+    """Any string (NULs, lone surrogates, control characters) is made storable by ``plain`` without touching
+    printable text; the fuzzer found a NUL in a question reaching PostgreSQL as an error."""
+    out = plain(text)
+    assert "\x00" not in out and plain(out) == out
+    if text.isprintable():
+        assert out == text
+    assert conn.execute("SELECT %s::text", (out,)).fetchone()[0] == out
