@@ -10,7 +10,7 @@ from chainlit.types import ThreadDict
 
 from chat import web
 from chat.frontdesk import Rejected, Request, Token
-from chat.render_web import answer_markdown, chip, source_page
+from chat.render_web import answer_markdown, chip, source_page, welcome_markdown
 from chat.web_settings import Choices, PanelError, apply, defaults, widgets
 from retrieval import store
 
@@ -34,6 +34,18 @@ if web.current().logins.header:
     def _header_login(headers) -> cl.User | None:
         name = headers.get(web.current().logins.header or "")
         return cl.User(identifier=name, metadata={"provider": "header"}) if name else None
+
+
+@cl.set_chat_profiles
+async def _profiles(user: cl.User | None) -> list[cl.ChatProfile]:
+    """One profile, so the welcome screen shows citewise's logo and what this reader can ask about."""
+    def read() -> str:
+        desk = web.current().desk
+        scope = desk.scope_of(user.identifier if user else None)
+        with desk.services.pool.connection() as conn:
+            return welcome_markdown(store.corpus_summary(conn, scope))
+    return [cl.ChatProfile(name="citewise", markdown_description=await asyncio.to_thread(read),
+                           icon="/public/icon.svg", default=True)]
 
 
 async def _source_names() -> list[str]:

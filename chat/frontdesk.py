@@ -189,10 +189,12 @@ class FrontDesk:
         self.gate = gate or Gate.of(services.settings.desk)
 
     def _scope(self, req: Request) -> grammar.Scope:
-        if req.operator:
-            return grammar.EVERYTHING
+        return grammar.EVERYTHING if req.operator else self.scope_of(req.user_id)
+
+    def scope_of(self, user_id: str | None) -> grammar.Scope:
+        """The documents ``user_id`` may read (also what a door's welcome lists)."""
         with self.services.pool.connection() as conn:
-            who = access.resolve(conn, req.user_id)
+            who = access.resolve(conn, user_id)
         return grammar.Scope.of(who, self.services.settings.public_ungrouped)
 
     def prepare(self, req: Request) -> Question:

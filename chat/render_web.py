@@ -7,6 +7,7 @@ page nor plant links or HTML.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from chat.types import Answer, Citation
 from retrieval import keywords
@@ -91,3 +92,22 @@ def answer_markdown(answer: Answer) -> tuple[str, list[Citation]]:
         text += "\n\n**Sources**\n" + "\n".join(f"- {chip(c.number)} {escape(c.title or c.source)} · "
                                                f"{escape(c.source)}" for c in listed)
     return text, listed
+
+
+def welcome_markdown(corpus: list[tuple[str, int, datetime | None]]) -> str:
+    """The welcome screen: what this reader can ask about (the sources in their access scope) and how answers
+    look. ``corpus`` is ``retrieval.store.corpus_summary`` for the reader."""
+    if not corpus:
+        return ("**citewise** answers questions from your organisation's documents, every claim cited. No documents "
+                "you may read have been added yet: an admin adds them with `citewise ingest PATH`.")
+    docs = sum(n for _, n, _ in corpus)
+    lines = [f"**citewise** answers from {docs} document{'s' * (docs != 1)} you may read, every claim cited as "
+             "**[n]** (click one to read its passage):", ""]
+    for source, n, newest in corpus[:8]:
+        when = f", newest {newest.date().isoformat()}" if newest else ""
+        lines.append(f"- **{escape(source)}**: {n} document{'s' * (n != 1)}{when}")
+    if len(corpus) > 8:
+        lines.append(f"- and {len(corpus) - 8} more sources")
+    lines += ["", "When they do not answer a question, citewise says so and shows the closest passages. The "
+              "settings (the gear beside the input) filter by source, author, date and tags."]
+    return "\n".join(lines)

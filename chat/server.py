@@ -9,7 +9,9 @@ than write ``os.environ`` at run time, ``citewise serve`` re-executes its proces
 
 from __future__ import annotations
 
+import logging
 import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,6 +32,7 @@ def _app_root(settings: Settings) -> Path:
     (root / ".chainlit").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_HERE / "chainlit" / "config.toml", root / ".chainlit" / "config.toml")
     shutil.copyfile(_HERE / "chainlit" / "chainlit.md", root / "chainlit.md")
+    shutil.copytree(_HERE / "chainlit" / "public", root / "public", dirs_exist_ok=True)  # logo, favicon
     return root
 
 
@@ -56,6 +59,19 @@ def environment_ready(settings: Settings, environ: Mapping[str, str]) -> bool:
     return all(environ.get(k) == v for k, v in wanted.items()) and "DATABASE_URL" not in environ
 
 
+def _quiet_chainlit() -> None:
+    """Keep two Chainlit notices out of the server's console (a user should see citewise's messages): a warning
+    on every page that no translated chainlit.md exists (it is empty on purpose: no readme link), and the
+    RuntimeWarning of Chainlit 2.12's session config, which calls our async chat-profile hook from a running
+    event loop, fails, and falls back to the global config (what we want; the profile has no overrides)."""
+    class _NoTranslatedReadme(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Translated markdown file" not in record.getMessage()
+
+    logging.getLogger("chainlit").addFilter(_NoTranslatedReadme())
+    warnings.filterwarnings("ignore", message="coroutine '_profiles' was never awaited", category=RuntimeWarning)
+
+
 def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
     """The ASGI app serving the UI, the JSON and OpenAI-compatible API and Slack's events."""
     settings = services.settings
@@ -63,6 +79,8 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
         raise SettingsError("the web server must be started by `citewise serve` (Chainlit reads its configuration "
                             "from the environment that command prepares)")
     from chainlit.utils import mount_chainlit
+
+    _quiet_chainlit()
 
     from chat import api, openai_api, web
     from chat.api import parse_tokens

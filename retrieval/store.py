@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import psycopg
 from pgvector import HalfVector
+from psycopg import sql
 
 from core.settings import SearchSettings
 from retrieval import instructions, keywords
 from retrieval.embed import Embedder, passage_text
+from retrieval.filters import Scope, compile_filters
 from retrieval.types import Chunk, Document, content_hash
 
 _LOCK_MODEL = 8317002
@@ -69,6 +72,15 @@ def check_model(conn: psycopg.Connection, name: str, dim: int) -> None:
 def source_names(conn: psycopg.Connection) -> list[str]:
     """The sources present, for a UI's filter choices."""
     return [r[0] for r in conn.execute("SELECT DISTINCT source FROM documents ORDER BY source")]
+
+
+def corpus_summary(conn: psycopg.Connection, scope: Scope) -> list[tuple[str, int, datetime | None]]:
+    """Per source a reader in ``scope`` may read: its documents and when the newest was updated; for a door's
+    welcome ("what can I ask about?")."""
+    where, params = compile_filters([], scope)
+    query = sql.SQL("SELECT d.source, count(*), max(COALESCE(d.updated_at, d.created_at)) FROM documents d "
+                    "WHERE {} GROUP BY d.source ORDER BY count(*) DESC, d.source").format(where)
+    return [(r[0], int(r[1]), r[2]) for r in conn.execute(query, params)]
 
 
 def existing_ids(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -72,6 +72,21 @@ def test_public_ungrouped_can_be_switched_off(setup, embedder, settings) -> None
     assert bob.abstained and not bob.sources
 
 
+def test_the_welcome_lists_only_what_the_reader_may_read(setup, embedder, settings) -> None:
+    from chat.render_web import welcome_markdown
+
+    desk = FrontDesk(Services(settings, setup, embedder, load_reranker(settings.rerank),
+                              Endpoint("http://x", "k", "m", False)))
+    with setup.connection() as conn:
+        alice = store.corpus_summary(conn, desk.scope_of("alice"))
+        bob = store.corpus_summary(conn, desk.scope_of("bob"))
+    assert [(s, n) for s, n, _ in alice] == [("facilities", 2)]
+    assert [(s, n) for s, n, _ in bob] == [("facilities", 1)], "bob may read the lobby, not the vault"
+    shown = welcome_markdown(bob)
+    assert "facilities**: 1 document" in shown and "from 1 document you may read" in shown
+    assert "No documents you may read" in welcome_markdown([])
+
+
 def test_cli_identity_search_and_admin_only_review(run, setup, monkeypatch) -> None:
     assert MARKER in run("search", "vault combination", "--json").stdout, "the operator reads everything"
     monkeypatch.setenv("CITEWISE_USER", "bob")

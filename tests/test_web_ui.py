@@ -27,10 +27,11 @@ QUESTION = "Which file types can I ingest?"
 @pytest.fixture(scope="module")
 def server(demo_db: str, tmp_path_factory):
     """`citewise serve` as a user runs it, on a free port, with two password users."""
-    with StandIn(grounded_sentences(3), delay_s=0.03) as llm, serve(tmp_path_factory.mktemp("web-home"), {
+    home = tmp_path_factory.mktemp("web-home")
+    with StandIn(grounded_sentences(3), delay_s=0.03) as llm, serve(home, {
             "CITEWISE_DATABASE_URL": demo_db, "CITEWISE_LLM_BASE_URL": llm.base_url, "CITEWISE_LLM_MODEL": "standin",
             "CITEWISE_LLM_API_KEY": "x", "CITEWISE_WEB_USERS": ",".join(f"{u}:{p}" for u, p in USERS.items())}) as base:
-        yield base, llm
+        yield base, llm, home
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def _db(url: str):
 
 
 def test_browser_flow_settings_citations_feedback_history_and_privacy(server, browser, demo_db) -> None:
-    base, llm = server
+    base, llm, _ = server
     page = _page(browser, base, "alice")
 
     # settings: temperature up two steps (0.1 -> 0.3), and only the 'handbook' source
@@ -180,3 +181,32 @@ def test_browser_flow_settings_citations_feedback_history_and_privacy(server, br
     other.fill("#chat-input", "why " * 1250)
     other.keyboard.press("Enter")
     other.get_by_text("the limit is 4000").wait_for()
+
+
+def test_the_welcome_screen_is_citewise_and_says_what_it_answers_from(server, browser, demo_db) -> None:
+    import httpx
+
+    base, _, home = server
+    page = _page(browser, base, "bob")
+    welcome = page.locator("#welcome-screen")
+    welcome.wait_for()
+    with _db(demo_db) as conn:
+        docs = conn.execute("SELECT count(*) FROM documents WHERE source = 'handbook'").fetchone()[0]
+    text = welcome.inner_text()
+    assert "citewise answers from" in text and f"handbook: {docs} documents" in text, text
+    assert "archive: 1 document" in text, text
+    assert page.locator("#readme-button").count() == 0, "no Chainlit readme link"
+    assert page.title() == "citewise"
+    assert "chainlit" not in page.locator("body").inner_text().lower()
+    head = httpx.get(f"{base}/chat/", timeout=10).text.split("</head>")[0]
+    assert "Chainlit" not in head and "chainlit_banner" not in head, "page metadata names citewise, not Chainlit"
+    for path in ("/chat/logo?theme=light", "/chat/logo?theme=dark", "/chat/favicon"):
+        r = httpx.get(f"{base}{path}", timeout=10)
+        assert r.status_code == 200 and "[1]" in r.text and r.headers["content-type"].startswith("image/svg"), path
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(1500)  # the welcome screen fades in
+    page.screenshot(path=str(ARTIFACTS / "welcome.png"))
+    page.context.close()
+    console = (home / "serve.log").read_text().splitlines()
+    assert console[0].startswith("citewise is serving at") and not [
+        line for line in console if "warning" in line.lower() or "chainlit" in line.lower()], console
