@@ -36,9 +36,13 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
             on_token(ABSTAIN_TEXT)
         return record(services, q, found, ctx, abstention(ctx.abstain_reason), None, standalone.condense_ms, started)
     verified = SentenceStream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted)
+    llm = services.model()
     try:
-        generated = generate(services.llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, verified.feed)
+        generated = generate(llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, verified.feed)
     except GenerationError as exc:
         record_failed(services, q, found, ctx, exc, standalone.condense_ms, started)
-        raise LLMError(f"the LLM at {services.llm.base_url} failed: {exc}") from exc
+        if llm.managed:
+            raise LLMError(f"the local LLM stopped while answering ({exc}); it is started again for the next "
+                           "question") from exc
+        raise LLMError(f"the LLM at {llm.base_url} failed: {exc}") from exc
     return record(services, q, found, ctx, verified.close(), generated, standalone.condense_ms, started)

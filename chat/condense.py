@@ -36,7 +36,8 @@ def condense(services: Services, q: Question) -> Condensed:
     t = time.perf_counter()
     lines = "\n".join(f"User: {u}\nAssistant: {a}" for u, a in past)
     prompt = prompts.load("condense").render(history=lines, question=q.text)
-    model = chat_model(services.llm, Sampling(temperature=0.0, top_k=1, max_tokens=96, seed=0), 60.0, streaming=False)
+    greedy = Sampling(temperature=0.0, top_k=1, max_tokens=96, seed=0)
+    model = chat_model(services.model(), greedy, 60.0, streaming=False)
     text = str(model.invoke([HumanMessage(prompt)]).content).strip().strip('"').splitlines()
     standalone = text[0].strip() if text and text[0].strip() else q.text
     return Condensed(standalone, (time.perf_counter() - t) * 1000)

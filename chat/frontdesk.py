@@ -12,11 +12,14 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from chat.chain import ask
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from chat import chain
 from chat.sampling import Sampling, SamplingError, preset
 from chat.services import Services
 from chat.types import Answer, Question
@@ -44,6 +47,27 @@ class Busy(Rejected):
     """More answers are waiting than the desk queues; retry after ``retry_after`` seconds."""
 
     status = 503
+
+
+class Unavailable(Rejected):
+    """The database is unreachable (restarting, down): the request can be retried once it is back."""
+
+    status = 503
+
+
+@contextmanager
+def _database() -> Iterator[None]:
+    """Turn a lost or unreachable database into :class:`Unavailable`, which every door shows as such."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Unavailable(f"the database is unavailable ({why}); try again in a few seconds", retry_after=5) from exc
+
+
+def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
+    with _database():
+        return chain.ask(services, q, on_token)
 
 
 class Gate:
@@ -189,7 +213,10 @@ class FrontDesk:
         self.gate = gate or Gate.of(services.settings.desk)
 
     def _scope(self, req: Request) -> grammar.Scope:
-        return grammar.EVERYTHING if req.operator else self.scope_of(req.user_id)
+        if req.operator:
+            return grammar.EVERYTHING
+        with _database():
+            return self.scope_of(req.user_id)
 
     def scope_of(self, user_id: str | None) -> grammar.Scope:
         """The documents ``user_id`` may read (also what a door's welcome lists)."""

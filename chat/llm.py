@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.settings import LLMSettings
@@ -147,6 +147,35 @@ def start_server(cfg: LLMSettings, timeout: float = 180.0) -> str:
             time.sleep(0.5)
         proc.kill()
         raise LLMError(f"the local LLM server did not answer within {timeout:.0f} s; see {cfg.state_dir}/server.log")
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a dead child of ours is reaped: a zombie would look alive)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False
+    except ChildProcessError:
+        pass  # started by another citewise process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live(ep: Endpoint, cfg: LLMSettings) -> Endpoint:
+    """``ep`` as it should be called now: a managed local server that died (killed, crashed, out of memory) is
+    started again, and its new address used. Checked by process id, not over HTTP, since a busy llama.cpp may be
+    slow to answer a health check and a second server must never start beside a working one."""
+    if not ep.managed:
+        return ep
+    state = _read_state(cfg.state_dir)
+    if state and _alive(int(state["pid"])):
+        return ep if state["base_url"] == ep.base_url else replace(ep, base_url=str(state["base_url"]))
+    return replace(ep, base_url=start_server(cfg))
 
 
 def stop_server(cfg: LLMSettings) -> bool:

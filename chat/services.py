@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
-from chat.llm import Endpoint, endpoint
+from chat.llm import Endpoint, endpoint, live
 from core import db
 from core.settings import Settings
 from retrieval import store
@@ -23,11 +23,18 @@ class Services:
     reranker: Reranker
     llm: Endpoint
 
+    def model(self) -> Endpoint:
+        """The LLM to call for this answer: the managed local server is restarted if it died (chat.llm.live)."""
+        return live(self.llm, self.settings.llm)
+
 
 def open_pool(url: str, max_size: int = 10) -> ConnectionPool:
     db.connect(url).close()  # fail early, with the masked URL, if unreachable or without pgvector
+    # check: a connection is tested as it is taken, so after a database restart the pool reconnects by itself
+    # instead of handing each request a dead connection
     return ConnectionPool(url, min_size=1, max_size=max_size, configure=register_vector,
-                          kwargs={"autocommit": True}, open=True, name="citewise")
+                          kwargs={"autocommit": True}, open=True, name="citewise",
+                          check=ConnectionPool.check_connection)
 
 
 def open_services(settings: Settings, *, start_llm: bool = True, pool_size: int = 10) -> Services:

@@ -200,16 +200,35 @@ def _initdb(data_dir: Path) -> None:
         fh.write(_CONF)
 
 
+def _port_file(data_dir: Path) -> Path:
+    return data_dir.parent / ".pg.port"
+
+
+def _previous_port(data_dir: Path) -> int | None:
+    """The port the server last ran on, if it is free again: a restart keeps its address, so a running citewise
+    server's connection pool reconnects to it by itself."""
+    try:
+        port = int(_port_file(data_dir).read_text())
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL binds: past TIME_WAIT
+            s.bind(("127.0.0.1", port))
+        return port
+    except (OSError, ValueError):
+        return None
+
+
 def _start(data_dir: Path) -> int:
     last_error = ""
-    for _ in range(3):
-        port = _free_port()
+    previous = _previous_port(data_dir)
+    for attempt in range(3):
+        port = previous if attempt == 0 and previous else _free_port()
         proc = _run(
             [str(_bin_dir() / "pg_ctl"), "-D", str(data_dir), "-w", "-t", "60", "-l",
              str(data_dir / "server.log"), "-o", f"-p {port}", "start"],
             check=False,
         )
         if proc.returncode == 0:
+            _port_file(data_dir).write_text(str(port))
             return port
         last_error = _log_tail(data_dir) or proc.stderr
     raise EmbeddedServerError(f"the embedded PostgreSQL in {data_dir} did not start:\n{last_error}")

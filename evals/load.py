@@ -59,7 +59,8 @@ def run(base: str, users: int, duration: float, timeout: float, token: str | Non
         stats = {s["name"]: s for s in json.loads(proc.stdout)}
         ids = [int(x) for x in _lines(Path(tmp) / "feedback_ids")]
         failed = _lines(Path(tmp) / "failures")
-    ask, refused, feedback = (stats.get(n, {}) for n in ("ask", "ask: refused", "feedback"))
+    ask, refused, down, feedback = (stats.get(n, {}) for n in ("ask", "ask: refused", "ask: database unavailable",
+                                                               "feedback"))
     failures = sum(s.get("num_failures", 0) for s in stats.values())
     answered = ask.get("num_requests", 0) - ask.get("num_failures", 0)
     return {"tool": "locust", "users": users, "duration_s": round(elapsed, 1),
@@ -68,8 +69,9 @@ def run(base: str, users: int, duration: float, timeout: float, token: str | Non
             "p50_ms": _percentile(ask.get("response_times", {}), 50),
             "p95_ms": _percentile(ask.get("response_times", {}), 95),
             "refused_503": refused.get("num_requests", 0) - refused.get("num_failures", 0),
-            "refusals_without_retry_after": refused.get("num_failures", 0),
-            "errors": failures, "error_samples": failed[:5],
+            "database_unavailable_503": down.get("num_requests", 0) - down.get("num_failures", 0),
+            "refusals_without_retry_after": refused.get("num_failures", 0) + down.get("num_failures", 0),
+            "errors": failures, "error_samples": failed[:5], "failures": failed,
             "feedback_p50_ms": _percentile(feedback.get("response_times", {}), 50),
             "feedback_posted": len(ids), "feedback_ids": ids}
 
@@ -96,9 +98,10 @@ def main() -> None:
     with ExitStack() as stack:
         base, url = args.base, args.database_url
         if base is None:
-            base, url = stack.enter_context(_own_server(args.real_llm, args.concurrent))
+            base, url, _ = stack.enter_context(own_server(args.real_llm, args.concurrent))
         result = run_and_check(base, url, args)
     result.pop("feedback_ids")
+    result.pop("failures")
     print(json.dumps(result, indent=2))
 
 
@@ -111,8 +114,9 @@ def run_and_check(base: str, url: str | None, args) -> dict:
     return result
 
 
-def _own_server(real_llm: bool, concurrent: int | None):
-    """A server on the demo corpus in a throw-away home (and database), with a stand-in or the local LLM."""
+def own_server(real_llm: bool = False, concurrent: int | None = None, home: Path | None = None):
+    """A server on the demo corpus in a throw-away home (and its own embedded database), with a stand-in or the
+    local LLM; yields (base URL, database URL, home)."""
     from contextlib import contextmanager
 
     @contextmanager
@@ -123,16 +127,16 @@ def _own_server(real_llm: bool, concurrent: int | None):
         from evals.serving import ROOT, serve
         from evals.standin_llm import StandIn, grounded_reply
 
-        home = Path(tempfile.mkdtemp(prefix="citewise-load-"))
-        env = {"CITEWISE_HOME": str(home)}
+        where = home or Path(tempfile.mkdtemp(prefix="citewise-load-"))
+        env = {"CITEWISE_HOME": str(where)}
         if concurrent:
             env["CITEWISE_MAX_CONCURRENT_ANSWERS"] = str(concurrent)
         subprocess.run([sys.executable, "-m", "citewise.cli", "ingest", str(ROOT / "docs"), "--source", "handbook"],
-                       env={**__import__("os").environ, **env}, check=True, capture_output=True)
+                       env={**os.environ, **env}, check=True, capture_output=True)
         from core import db
         from core.settings import Settings
 
-        url = db.database_url(Settings.from_env({"CITEWISE_HOME": str(home)}))
+        url = db.database_url(Settings.from_env({"CITEWISE_HOME": str(where)}))
         with ExitStack() as inner:
             if not real_llm:
                 llm = inner.enter_context(StandIn(grounded_reply, delay_s=0.002))
@@ -145,11 +149,11 @@ def _own_server(real_llm: bool, concurrent: int | None):
                 env.update(CITEWISE_LLM_BASE_URL=local.base_url, CITEWISE_LLM_MODEL=local.model or "local",
                            CITEWISE_LLM_API_KEY=local.api_key or "x")
                 env.setdefault("CITEWISE_MAX_CONCURRENT_ANSWERS", "1")  # what serve uses with its own local LLM
-            base = inner.enter_context(serve(home, env))
-            yield base, url
+            base = inner.enter_context(serve(where, env))
+            yield base, url, where
         from core import pgserver
 
-        pgserver.stop(home / "pg")
+        pgserver.stop(where / "pg")
 
     return cm()
 

@@ -2,7 +2,8 @@
 
 Each user asks a question from the demo corpus and rates half of its answers. Requests are named for what they
 got, so locust's own statistics separate them: ``ask`` (answered), ``ask: refused`` (503 with Retry-After: the
-server protecting itself, not an error) and ``feedback``. A refusal without Retry-After, any other status, or no
+server protecting itself, not an error), ``ask: database unavailable`` (503 with Retry-After while the database
+restarts) and ``feedback``. A refusal without Retry-After, any other status, or no
 reply within ``CITEWISE_LOAD_TIMEOUT`` seconds is a failure. Into the folder ``CITEWISE_LOAD_OUT`` go the ids of
 stored feedback (``feedback_ids``, one per line: the caller checks each acknowledged rating is in the database)
 and each failure's message (``failures``).
@@ -48,7 +49,7 @@ class Asker(HttpUser):
         with self.client.post("/v1/ask", json={"question": self.rng.choice(QUESTIONS)}, headers=self.headers,
                               name="ask", timeout=TIMEOUT_S, catch_response=True) as r:
             if r.status_code == 503:
-                r.request_meta["name"] = "ask: refused"
+                r.request_meta["name"] = "ask: database unavailable" if "database" in r.text else "ask: refused"
                 if "retry-after" not in r.headers:
                     fail(r, "503 without Retry-After")
                     return

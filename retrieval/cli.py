@@ -70,7 +70,7 @@ def ingest(
     author: str | None = typer.Option(None, help="Author of every document."),
 ) -> None:
     """Ingest Markdown, text, HTML, PDF and BEIR JSONL: clean, scrub PII, chunk, embed, store."""
-    from retrieval.ingest import IngestOptions, count_inputs
+    from retrieval.ingest import IngestOptions, IngestStopped, count_inputs
     from retrieval.ingest import ingest as run
 
     cfg = settings()
@@ -89,12 +89,21 @@ def ingest(
                 progress.update(task, advance=docs, chunks=t.fields["chunks"] + chunks)
 
             report = run(url, embedder, paths, cfg, opts, advance)
+    except IngestStopped as exc:
+        _summary(exc.report)
+        fail(str(exc))
+        raise
     except store.ModelMismatchError as exc:
         fail(str(exc))
         raise
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/yellow] Committed batches are kept; run the same command to finish.")
         raise typer.Exit(130) from None
+    _summary(report)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+def _summary(report) -> None:
     table = Table(title="Ingest summary", show_header=False)
     for label, value in [("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged),
                          ("failed", report.failed), ("chunks written", report.chunks),
@@ -106,7 +115,6 @@ def ingest(
         out.print(f"[yellow]note[/yellow] {notice}")
     for failure in report.failures:
         out.print(f"[red]failed[/red] {failure.uri}: {failure.reason}")
-    raise typer.Exit(1 if report.failed else 0)
 
 
 def search(

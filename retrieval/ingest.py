@@ -7,6 +7,7 @@ Ctrl-C leaves whole documents or none, and a re-run skips what was committed (id
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 
 from core import db
 from core.settings import Settings
@@ -43,6 +45,27 @@ class IngestReport:
     @property
     def failed(self) -> int:
         return len(self.failures)
+
+
+class IngestStopped(RuntimeError):
+    """The database stopped taking writes (its disk is full, or it went away): the ingest stops at once rather
+    than fail every remaining document the same way. Committed documents are whole; ``report`` says which."""
+
+    def __init__(self, message: str, report: IngestReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _stopped(exc: psycopg.OperationalError, settings: Settings, report: IngestReport) -> IngestStopped:
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    kept = (f"the {report.added + report.updated} document(s) stored so far are complete, and the same command "
+            "adds the rest")
+    if isinstance(exc, psycopg.errors.DiskFull) or "No space left" in str(exc):
+        where = f" ({settings.pg_dir})" if not settings.database_url else ""
+        return IngestStopped(f"the database's disk is full: {why}. Free space on the disk that holds the "
+                             f"database{where} and run the ingest again; {kept}.", report)
+    return IngestStopped(f"the database stopped answering: {why}. Check it (citewise db status) and run the "
+                         f"ingest again; {kept}.", report)
 
 
 @dataclass(frozen=True)
@@ -208,9 +231,13 @@ def ingest(
             flush()
             if pending is not None:
                 pending.result()
+    except psycopg.OperationalError as exc:
+        report.seconds = time.perf_counter() - started
+        raise _stopped(exc, settings, report) from None
     finally:
-        reader.close()
-        writer.close()
+        with contextlib.suppress(psycopg.Error):
+            reader.close()
+            writer.close()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -228,6 +255,8 @@ def _write(conn, prepared: list[PreparedDocument], vectors: np.ndarray, settings
     try:
         store.write(conn, prepared, vectors, settings.search, avgdl)
         written = prepared
+    except psycopg.OperationalError:
+        raise  # the database itself failed (disk full, gone): no document would fare better
     except Exception:
         written, offset = [], 0
         for p in prepared:
@@ -235,6 +264,8 @@ def _write(conn, prepared: list[PreparedDocument], vectors: np.ndarray, settings
             try:
                 store.write(conn, [p], vectors[offset:offset + n], settings.search, avgdl)
                 written.append(p)
+            except psycopg.OperationalError:
+                raise
             except Exception as exc:
                 report.failures.append(LoadFailure(p.document.uri, f"could not be stored: {exc}"))
             offset += n

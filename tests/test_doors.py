@@ -292,3 +292,27 @@ def test_the_desk_refuses_busy_at_once_when_nothing_may_wait(vaulted, settings, 
         desk.gate.release()
     finally:
         pool.close()
+
+
+def test_a_lost_database_is_a_503_every_door_can_show(vaulted, settings, embedder) -> None:
+    """A query cut off by a database restart (seen under load as a 502 'terminating connection due to
+    administrator command') reaches the doors as Unavailable: 503, Retry-After, a message naming the database."""
+    import psycopg
+
+    from chat import frontdesk
+
+    def cut_off(*_):
+        raise psycopg.OperationalError("terminating connection due to administrator command")
+
+    services = Services(settings, open_pool(vaulted, 1), embedder, load_reranker(settings.rerank),
+                        Endpoint("http://127.0.0.1:9", "x", "m", False))
+    desk = FrontDesk(services)
+    try:
+        original, frontdesk.chain.ask = frontdesk.chain.ask, cut_off
+        with pytest.raises(frontdesk.Unavailable) as caught:
+            desk.ask(Request("Where is the vault?", "cli", None, "c"))
+    finally:
+        frontdesk.chain.ask = original
+        services.pool.close()
+    assert caught.value.status == 503 and caught.value.retry_after == 5
+    assert "the database is unavailable (terminating connection" in str(caught.value)
