@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,14 @@ from typing import Any
 Reply = Callable[[dict[str, Any]], str]
 
 
+class _Quiet(ThreadingHTTPServer):
+    """A client that hangs up (a load test ending, a cancelled stream) is normal here, not a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class StandIn:
     def __init__(self, reply: Reply | str = "OK [1].", *, fail_after_chunks: int | None = None,
                  delay_s: float = 0.0) -> None:
@@ -24,7 +33,7 @@ class StandIn:
         self.fail_after_chunks = fail_after_chunks
         self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Quiet(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -143,6 +152,6 @@ if __name__ == "__main__":  # a stand-in server for trying the UI by hand: pytho
 
     server = StandIn(grounded_reply)
     server._server.server_close()
-    server._server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), server._handler())
+    server._server = _Quiet(("127.0.0.1", int(sys.argv[1])), server._handler())
     print(f"stand-in LLM at http://127.0.0.1:{sys.argv[1]}/v1", flush=True)
     server._server.serve_forever()
