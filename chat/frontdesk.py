@@ -9,6 +9,8 @@ a door; a rejection is a :class:`Rejected` whose ``status`` a door maps to its o
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import threading
 import time
 import uuid
@@ -74,67 +76,90 @@ class Gate:
     """Admission control for answers: at most ``concurrent`` run, at most ``queued`` wait (each up to ``wait_s``);
     beyond that a request is refused at once with :class:`Busy` instead of piling up on the LLM.
 
-    One gate per process serves every door. It is thread-safe, since Slack's listeners and the CLI wait on
-    threads while the web doors wait on the event loop (polling, so a waiting request holds no thread).
+    Waiters are served first come, first served (a ticket queue): under load no request is overtaken again and
+    again, which polling for a free slot allowed (a p95 fourteen times the p50 under 20 users). One gate per
+    process serves every door. It is thread-safe, since Slack's listeners and the CLI wait on threads while the
+    web doors wait on the event loop (polling, so a waiting request holds no thread).
     """
 
     def __init__(self, concurrent: int, queued: int, wait_s: float = 120.0) -> None:
         self.concurrent, self.queued, self.wait_s = concurrent, queued, wait_s
-        self._slots = threading.BoundedSemaphore(concurrent)
         self._lock = threading.Lock()
-        self._waiting = 0
+        self._freed = threading.Condition(self._lock)
+        self._queue: collections.deque[int] = collections.deque()
+        self._tickets = itertools.count()
         self._running = 0
 
     @classmethod
     def of(cls, cfg: DeskSettings) -> Gate:
         return cls(cfg.max_concurrent_answers, cfg.max_queued_answers, cfg.queue_wait_s)
 
+    @property
+    def _waiting(self) -> int:
+        return len(self._queue)
+
     def check(self) -> None:
         """Refuse now (before a response starts) when every slot is taken and the queue is full."""
         if self._running >= self.concurrent and self._waiting >= self.queued:
             raise Busy(f"busy: {self._running} answers running and {self._waiting} waiting; retry shortly", 5)
 
-    def _enter(self) -> None:
+    def _enter(self) -> int:
         with self._lock:
             self.check()
-            self._waiting += 1
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            return ticket
 
-    def _timeout(self) -> Busy:
+    def _take(self, ticket: int) -> bool:
+        """With the lock held: start ``ticket`` if it is first in line and a slot is free."""
+        if self._queue[0] == ticket and self._running < self.concurrent:
+            self._queue.popleft()
+            self._running += 1
+            self._freed.notify_all()  # the next in line may find a slot too
+            return True
+        return False
+
+    def _leave(self, ticket: int) -> Busy:
+        with self._lock:
+            self._queue.remove(ticket)
+            self._freed.notify_all()
         return Busy(f"busy: no answer slot freed within {self.wait_s:g} s; retry shortly", 10)
 
     def acquire(self) -> None:
         """Wait on this thread for a slot; :meth:`release` gives it back."""
-        self._enter()
-        try:
-            if not self._slots.acquire(timeout=self.wait_s):
-                raise self._timeout()
-            self._started()
-        finally:
-            with self._lock:
-                self._waiting -= 1
+        ticket = self._enter()
+        deadline = time.monotonic() + self.wait_s
+        with self._lock:
+            while not self._take(ticket):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._freed.wait(left)
+            else:
+                return
+        raise self._leave(ticket)
 
     async def acquire_async(self) -> None:
         """Wait on the event loop for a slot."""
-        self._enter()
+        ticket = self._enter()
+        deadline = time.monotonic() + self.wait_s
         try:
-            deadline = time.monotonic() + self.wait_s
-            while not self._slots.acquire(blocking=False):
+            while True:
+                with self._lock:
+                    if self._take(ticket):
+                        return
                 if time.monotonic() > deadline:
-                    raise self._timeout()
-                await asyncio.sleep(0.05)
-            self._started()
-        finally:
-            with self._lock:
-                self._waiting -= 1
-
-    def _started(self) -> None:
-        with self._lock:
-            self._running += 1
+                    break
+                await asyncio.sleep(0.02)
+        except BaseException:  # cancelled while waiting: give up the place in line
+            self._leave(ticket)
+            raise
+        raise self._leave(ticket)
 
     def release(self) -> None:
         with self._lock:
             self._running -= 1
-        self._slots.release()
+            self._freed.notify_all()
 
     @contextmanager
     def slot(self):

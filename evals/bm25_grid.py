@@ -3,6 +3,9 @@ score keyword, hybrid and hybrid+rerank for each pair. The database is left with
 the grid with the configured default.
 
     python -m evals.bm25_grid --dataset ../shared/data/scifact --split train 0.9,0.4 1.2,0.75
+
+Scored on the tune half of the queries by default (evals/halves.py): the parameters are chosen there and the
+README reports the other half.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--split", default="train")
+    parser.add_argument("--half", default="tune", help="tune (default), report or all")
     parser.add_argument("pairs", nargs="+", help="k1,b")
     args = parser.parse_args()
     cfg = Settings.from_env()
     embedder = load_embedder(cfg.embedding)
-    url, data = prepare(cfg, embedder, args.dataset, args.split)
+    url, data = prepare(cfg, embedder, args.dataset, args.split, half=args.half)
     with db.connect(url) as conn:
         rows = conn.execute("SELECT c.id, d.title, c.heading_path, c.text FROM chunks c "
                             "JOIN documents d ON d.id = c.document_id").fetchall()

@@ -316,3 +316,64 @@ def test_a_lost_database_is_a_503_every_door_can_show(vaulted, settings, embedde
         services.pool.close()
     assert caught.value.status == 503 and caught.value.retry_after == 5
     assert "the database is unavailable (terminating connection" in str(caught.value)
+
+
+def test_the_gate_serves_waiters_first_come_first_served() -> None:
+    """Threads and event-loop waiters alike take slots in the order they queued (before, a polling waiter could
+    be overtaken again and again: p95 7.3 s against a p50 of 0.5 s under 20 locust users)."""
+    import asyncio
+
+    from chat.frontdesk import Gate
+
+    gate, order = Gate(concurrent=1, queued=10, wait_s=10), []
+    gate.acquire()
+
+    def thread_waiter(name: str) -> None:
+        gate.acquire()
+        order.append(name)
+        time.sleep(0.02)
+        gate.release()
+
+    async def loop_waiter(name: str) -> None:
+        await gate.acquire_async()
+        order.append(name)
+        await asyncio.sleep(0.02)
+        gate.release()
+
+    threads = []
+    for i in range(3):
+        threads.append(threading.Thread(target=thread_waiter, args=(f"t{i}",)))
+        threads[-1].start()
+        time.sleep(0.05)
+    loop = threading.Thread(target=lambda: asyncio.run(asyncio.wait_for(_in_order(loop_waiter), 10)))
+    loop.start()
+    time.sleep(0.3)
+    assert gate._waiting == 6
+    gate.release()
+    for t in [*threads, loop]:
+        t.join(10)
+    assert order == ["t0", "t1", "t2", "a0", "a1", "a2"], order
+    assert gate._waiting == 0 and gate._running == 0
+
+    # a newcomer arriving just as a slot frees does not overtake the request already waiting for it
+    order.clear()
+    gate.acquire()
+    waiting = threading.Thread(target=lambda: asyncio.run(loop_waiter("queued")))
+    waiting.start()
+    time.sleep(0.2)
+    gate.release()
+    newcomer = threading.Thread(target=thread_waiter, args=("newcomer",))
+    newcomer.start()
+    for t in (waiting, newcomer):
+        t.join(10)
+    assert order == ["queued", "newcomer"], order
+
+
+async def _in_order(waiter) -> None:
+    import asyncio
+
+    tasks = []
+    for i in range(3):
+        tasks.append(asyncio.ensure_future(waiter(f"a{i}")))
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*tasks)
