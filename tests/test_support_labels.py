@@ -70,3 +70,23 @@ def test_the_shipped_labelled_set_and_the_verifier_against_it() -> None:
     for name, minimum in limits.items():
         value = getattr(result, name)
         assert value is not None and value >= minimum, f"{name} {value} < {minimum}"
+
+
+def test_the_labelling_helper_merges_every_sentence_or_says_which_is_missing(tmp_path) -> None:
+    from evals import label
+
+    rec = _record(("The Broncos won [1].", [1], ""), ("The sources do not contain the answer.", [], ""))
+    for s in rec["sentences"]:
+        del s["label"]
+    raw, labels, out = tmp_path / "raw.jsonl", tmp_path / "labels.txt", tmp_path / "out.jsonl"
+    raw.write_text(json.dumps(rec) + "\n")
+    labels.write_text("0.0 S stated\n")
+    assert label.merge(raw, labels, out) == 1
+    merged = support.load(out)[0]["sentences"]
+    assert [(s["label"], s["note"]) for s in merged] == [("supported", "stated"), ("not_a_claim", "declines")]
+    labels.write_text("0.0 X what\n")
+    with pytest.raises(SystemExit, match="label 'X'"):
+        label.merge(raw, labels, out)
+    labels.write_text("0.1 S stated\n")
+    with pytest.raises(SystemExit, match=r"sentence 0\.0 has no label"):
+        label.merge(raw, labels, out)
