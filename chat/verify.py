@@ -41,6 +41,10 @@ ABSTAIN_PHRASE = re.compile(r"\b(sources? (do|does) not (contain|mention|provide
 _BOUNDARY = re.compile(r"(?P<end>[.!?][\"')\]]*(?:[ \t]*\[[\d\s,\-–]+\])*)(?P<sep>\s+)(?=[^\s\[])"
                        r"|(?P<para>\n[ \t]*\n\s*)(?=\S)")
 _MARKER = re.compile(r"\[[\d\s,\-–]+\]")
+# a full stop that ends an initial or a common abbreviation ("John C. Messenger", "e.g.") ends no sentence, nor
+# does one followed by a lower-case word or another full stop (a quoted ". . ."); the labelled set showed units
+# cut there ("Tiddeman. [2][3]", ". .") that no source could support on their own
+_NOT_AN_END = re.compile(r"(?:^|[\s(\"'])(?:[A-Z]|e\.g|i\.e|etc|vs|cf|al|Dr|Mr|Mrs|Ms|St|Jr|Sr|Prof|No|approx)\.$")
 _LEAK_WORDS = 8  # this many consecutive words of the system prompt in a sentence is a leak
 _ECHO_WORDS = 5  # this many consecutive words of a planted instruction in a sentence is obeying it
 _LINK = re.compile(r"https?://|www\.|\]\(", re.I)
@@ -66,6 +70,9 @@ class Verified:
 def _cut(buffer: str) -> tuple[str, str, str] | None:
     """The first complete unit of ``buffer``, the separator after it and the rest; None while it is unfinished."""
     for m in _BOUNDARY.finditer(buffer):
+        if m.group("end") == "." and (_NOT_AN_END.search(buffer[:m.end("end")])
+                                      or buffer[m.end():m.end() + 1] in ".abcdefghijklmnopqrstuvwxyz"):
+            continue
         end = m.end("end") if m.group("end") else m.start("para")
         unit = buffer[:end]
         if unit.count("```") % 2 == 0:  # never inside a code block

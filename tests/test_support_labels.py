@@ -26,6 +26,13 @@ def test_units_are_what_the_verifier_judges() -> None:
     assert units("The Broncos won [1]. They scored 24 points [1].\n\nBruno Mars sang [2].") == [
         "The Broncos won [1].", "They scored 24 points [1].", "Bruno Mars sang [2]."]
     assert units("") == [] and units("no full stop") == ["no full stop"]
+    # initials, abbreviations and a quoted ellipsis end no unit (labelling found "Tiddeman. [2][3]" and ". ." cut off)
+    assert units("Sung to a tune by Maria C. Tiddeman [1]. It dates from 1875 [1].") == [
+        "Sung to a tune by Maria C. Tiddeman [1].", "It dates from 1875 [1]."]
+    assert units('He said, "I am here to . . . submit cheerfully." [1]') == ['He said, "I am here to . . . submit '
+                                                                          'cheerfully." [1]']
+    assert units("Some, e.g. vocational schools, are private [1]. Most are not.") == [
+        "Some, e.g. vocational schools, are private [1].", "Most are not."]
 
 
 def test_each_verdict_is_counted_where_it_belongs() -> None:
