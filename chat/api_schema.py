@@ -15,30 +15,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from chat.types import Citation  # a frozen dataclass: pydantic reads its fields as the schema
+
 
 class ErrorOut(BaseModel):
     detail: str = Field(..., description="what was wrong and how to fix it")
     errors: list[dict[str, Any]] | None = Field(None, description="for a 422 on the request's shape: each field")
 
 
-class CitationOut(BaseModel):
-    number: int
-    chunk_ids: list[str]
-    document_id: str
-    title: str
-    source: str
-    uri: str
-    start: int
-    end: int
-    text: str
-    date: str | None
-    withheld: int = Field(..., description="sentences addressed to the assistant, kept out of the prompt")
-
-
 class AnswerOut(BaseModel):
     answer: str
-    citations: list[CitationOut]
-    sources: list[CitationOut]
+    citations: list[Citation]
+    sources: list[Citation]
     abstained: bool
     turn_id: str | None
     standalone_question: str
@@ -99,7 +87,7 @@ class ChatCompletionOut(BaseModel):
     model: str
     choices: list[ChoiceOut]
     usage: UsageOut
-    citations: list[CitationOut]
+    citations: list[Citation]
     citewise: dict[str, Any]
 
 

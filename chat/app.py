@@ -45,7 +45,7 @@ async def _profiles(user: cl.User | None) -> list[cl.ChatProfile]:
         with desk.services.pool.connection() as conn:
             return welcome_markdown(store.corpus_summary(conn, scope))
     return [cl.ChatProfile(name="citewise", markdown_description=await asyncio.to_thread(read),
-                           icon="/public/icon.svg", default=True)]
+                           icon="/public/favicon.svg", default=True)]
 
 
 async def _source_names() -> list[str]:

@@ -25,7 +25,7 @@ from chat import chain
 from chat.sampling import Sampling, SamplingError, preset
 from chat.services import Services
 from chat.types import Answer, Question
-from core import access
+from core import access, db
 from core.settings import DeskSettings, Settings
 from retrieval import filters as grammar
 from retrieval.clean import plain
@@ -63,8 +63,8 @@ def _database() -> Iterator[None]:
     try:
         yield
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Unavailable(f"the database is unavailable ({why}); try again in a few seconds", retry_after=5) from exc
+        raise Unavailable(f"the database is unavailable ({db.first_line(exc)}); try again in a few seconds",
+                          retry_after=5) from exc
 
 
 def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:

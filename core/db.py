@@ -29,6 +29,12 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def first_line(exc: BaseException) -> str:
+    """A database error's first line (psycopg adds context lines), or its type when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def database_url(settings: Settings) -> str:
     """The configured URL, or the embedded server's (started on demand)."""
     if settings.database_url:

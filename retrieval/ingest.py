@@ -57,7 +57,7 @@ class IngestStopped(RuntimeError):
 
 
 def _stopped(exc: psycopg.OperationalError, settings: Settings, report: IngestReport) -> IngestStopped:
-    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    why = db.first_line(exc)
     kept = (f"the {report.added + report.updated} document(s) stored so far are complete, and the same command "
             "adds the rest")
     if isinstance(exc, psycopg.errors.DiskFull) or "No space left" in str(exc):
