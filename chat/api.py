@@ -161,7 +161,7 @@ async def ask_route(body: AskIn, who: Caller, desk: Desk, stream: bool = False):
 
 
 @router.post("/feedback", summary="Thumbs up or down on an answer, with an optional comment",
-             response_model=FeedbackOut, responses=errors(400, 401, 404, 422))
+             response_model=FeedbackOut, responses=errors(400, 401, 404, 422, 503))
 def feedback_route(body: FeedbackIn, who: Caller, services: Svc) -> dict[str, Any]:
     with services.pool.connection() as conn:
         owner = conn.execute("SELECT user_id FROM turns WHERE id = %s", (body.turn_id,)).fetchone()

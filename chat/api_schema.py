@@ -115,6 +115,14 @@ def _where(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in loc if p != "body") or "body"
 
 
+async def database_lost(_: Request, exc: Exception) -> JSONResponse:
+    """Any route whose database went away mid-request (a restart): 503 with Retry-After, never a 500."""
+    from chat.frontdesk import unavailable
+
+    gone = unavailable(exc)
+    return JSONResponse({"detail": str(gone)}, status_code=503, headers={"Retry-After": str(gone.retry_after)})
+
+
 async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     """A 422 in the one error shape: each problem named by its field, FastAPI's list kept under ``errors``."""
     problems = exc.errors()

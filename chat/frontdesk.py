@@ -57,14 +57,22 @@ class Unavailable(Rejected):
     status = 503
 
 
+DATABASE_ERRORS = (psycopg.OperationalError, PoolTimeout)
+
+
+def unavailable(exc: BaseException) -> Unavailable:
+    """What a door says when the database is lost or unreachable (also the HTTP app's handler for any route)."""
+    return Unavailable(f"the database is unavailable ({db.first_line(exc)}); try again in a few seconds",
+                       retry_after=5)
+
+
 @contextmanager
 def _database() -> Iterator[None]:
     """Turn a lost or unreachable database into :class:`Unavailable`, which every door shows as such."""
     try:
         yield
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise Unavailable(f"the database is unavailable ({db.first_line(exc)}); try again in a few seconds",
-                          retry_after=5) from exc
+    except DATABASE_ERRORS as exc:
+        raise unavailable(exc) from exc
 
 
 def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:

@@ -84,15 +84,16 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
 
     from chat import api, openai_api, web
     from chat.api import parse_tokens
-    from chat.api_schema import validation_error
+    from chat.api_schema import database_lost, validation_error
     from chat.datalayer import CitewiseDataLayer
-    from chat.frontdesk import FrontDesk
+    from chat.frontdesk import DATABASE_ERRORS, FrontDesk
 
     layer = CitewiseDataLayer(services.pool.conninfo)
     desk = FrontDesk(services)  # one desk, and so one admission gate, for the web UI, the API and Slack
     web.install(web.WebContext(desk, logins(settings), layer))
     app = FastAPI(title="citewise", summary="Answers from your documents, every claim cited.",
-                  exception_handlers={RequestValidationError: validation_error})
+                  exception_handlers={RequestValidationError: validation_error,
+                                      **dict.fromkeys(DATABASE_ERRORS, database_lost)})
     app.state.desk = desk
     app.state.api_tokens = parse_tokens(settings.api.tokens)
     app.include_router(api.router)
