@@ -21,6 +21,7 @@ _LIBRARY_ENV = {
 app = typer.Typer(help="citewise: answers from your own documents, every claim cited.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 app.command()(retrieval_cli.ingest)
+app.command()(retrieval_cli.worker)
 app.command()(retrieval_cli.search)
 app.command()(retrieval_cli.delete)
 app.command()(retrieval_cli.reindex)

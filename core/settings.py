@@ -77,6 +77,26 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class QueueSettings:
+    """Ingest workers on PostgreSQL's own queue (procrastinate): how often a worker says it is alive, and how long
+    its silence lasts before its job is handed to another worker (a worker killed mid-document)."""
+
+    heartbeat_s: float = 10.0
+    stalled_s: float = 60.0
+    max_attempts: int = 3  # a job the database failed (gone, disk full) is retried this often in all
+
+    @classmethod
+    def read(cls, env: Env) -> QueueSettings:
+        queue = cls(heartbeat_s=env.float("CITEWISE_WORKER_HEARTBEAT", cls.heartbeat_s, 0.1, 3600.0),
+                    stalled_s=env.float("CITEWISE_WORKER_STALLED_AFTER", cls.stalled_s, 0.5, 86_400.0),
+                    max_attempts=env.int("CITEWISE_WORKER_MAX_ATTEMPTS", cls.max_attempts, 1, 100))
+        if queue.stalled_s <= queue.heartbeat_s:
+            raise SettingsError(f"CITEWISE_WORKER_STALLED_AFTER ({queue.stalled_s}) must be longer than "
+                                f"CITEWISE_WORKER_HEARTBEAT ({queue.heartbeat_s}), or live workers look dead")
+        return queue
+
+
+@dataclass(frozen=True)
 class ChunkSettings:
     """Chunk size in cl100k tokens. 200 keeps a chunk plus its title inside MiniLM's 256-wordpiece window."""
 
@@ -313,11 +333,15 @@ def _default_home(env: Env) -> Path:
 class Settings:
     home: Path
     database_url: str | None = None
+    # streaming replicas that serve searches; writes (ingest, turns, feedback) always go to database_url
+    replica_urls: tuple[str, ...] = ()
+    replica_max_lag_s: float = 5.0  # a replica further behind the primary than this is skipped
     # the CLI's identity: its access groups come from app_users; unset, the CLI is the operator (reads everything)
     user: str | None = None
     public_ungrouped: bool = True  # documents without access groups are readable by everyone
     retention_days: int | None = None  # turns and web threads older than this are deleted (unset: kept)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
     chunk: ChunkSettings = field(default_factory=ChunkSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -347,9 +371,16 @@ class Settings:
         home = Path(env.str("CITEWISE_HOME") or _default_home(env)).expanduser()
         llm = LLMSettings.read(env, home)
         retention = env.int("CITEWISE_RETENTION_DAYS", 0, 1, 36500) if env.str("CITEWISE_RETENTION_DAYS") else None
+        replicas = tuple(u.strip() for u in (env.str("CITEWISE_DATABASE_REPLICA_URLS") or "").split(",") if u.strip())
+        if replicas and not env.str("CITEWISE_DATABASE_URL"):
+            raise SettingsError("CITEWISE_DATABASE_REPLICA_URLS needs CITEWISE_DATABASE_URL: replicas follow a "
+                                "primary, and the embedded PostgreSQL has none; set the primary's URL too")
         return cls(home=home, database_url=env.str("CITEWISE_DATABASE_URL"), user=env.str("CITEWISE_USER"),
+                   replica_urls=replicas,
+                   replica_max_lag_s=env.float("CITEWISE_REPLICA_MAX_LAG", cls.replica_max_lag_s, 0.0, 86_400.0),
                    public_ungrouped=env.bool("CITEWISE_PUBLIC_UNGROUPED", True), retention_days=retention,
-                   ingest=IngestSettings.read(env), chunk=ChunkSettings.read(env), search=SearchSettings.read(env),
+                   ingest=IngestSettings.read(env), queue=QueueSettings.read(env), chunk=ChunkSettings.read(env),
+                   search=SearchSettings.read(env),
                    embedding=EmbeddingSettings.read(env), rerank=RerankSettings.read(env), llm=llm,
                    answer=AnswerSettings.read(env, llm), verify=VerifySettings.read(env), desk=DeskSettings.read(env),
                    web=WebSettings.read(env), api=ApiSettings.read(env), slack=SlackSettings.read(env))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -68,6 +69,8 @@ def ingest(
     meta: list[str] = typer.Option([], help="key=value metadata on every document; repeatable."),
     groups: str = typer.Option("", help="Access groups, comma-separated."),
     author: str | None = typer.Option(None, help="Author of every document."),
+    queue: bool = typer.Option(False, "--queue", help="Enqueue one job per file for `citewise worker` processes "
+                               "(any number, on any machine that sees the same paths) instead of ingesting here."),
 ) -> None:
     """Ingest Markdown, text, HTML, PDF and BEIR JSONL: clean, scrub PII, chunk, embed, store."""
     from retrieval.ingest import IngestOptions, IngestStopped, count_inputs
@@ -77,6 +80,9 @@ def ingest(
     opts = IngestOptions(source=source, metadata=_parse_meta(meta), author=author,
                          groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
     url = open_url(cfg)
+    if queue:
+        _enqueue(url, paths, opts)
+        return
     embedder = load_embedder(cfg)
     total = count_inputs(paths)
     columns = [TextColumn("Ingesting"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn()]
@@ -101,6 +107,40 @@ def ingest(
         raise typer.Exit(130) from None
     _summary(report)
     raise typer.Exit(1 if report.failed else 0)
+
+
+def _enqueue(url: str, paths: list[Path], opts) -> None:
+    from retrieval import queue
+
+    done = queue.enqueue(url, paths, opts)
+    out.print(f"Queued {done.queued} file(s) for ingest workers"
+              + (f"; {done.already_queued} already waiting in the queue" if done.already_queued else "")
+              + ". Start workers with `citewise worker` (any number, on any machine sharing the database and "
+              "these paths); `citewise worker --status` shows progress.")
+    for failure in done.failures:
+        out.print(f"[red]failed[/red] {failure.uri}: {failure.reason}")
+    raise typer.Exit(1 if done.failures else 0)
+
+
+def worker(
+    until_empty: bool = typer.Option(False, "--until-empty", help="Exit when no job is left (batch runs)."),
+    show_status: bool = typer.Option(False, "--status", help="Show the ingest queue's jobs by status and exit."),
+) -> None:
+    """Ingest files queued by `citewise ingest --queue`; run as many as you like, on any machines."""
+    from retrieval import queue
+
+    cfg = settings()
+    url = open_url(cfg)
+    if show_status:
+        counts = queue.status(url)
+        table = Table(title="Ingest queue", show_header=False)
+        for name in ("todo", "doing", "succeeded", "failed", "cancelled", "aborted"):
+            table.add_row(name, str(counts.get(name, 0)))
+        out.print(table)
+        return
+    embedder = load_embedder(cfg)
+    console.print(f"Worker {os.getpid()} waiting for ingest jobs (Ctrl-C finishes the job in hand, then stops).")
+    queue.run_worker(url, cfg, embedder, until_empty=until_empty)
 
 
 def _summary(report) -> None:
