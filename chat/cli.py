@@ -101,7 +101,7 @@ def ask(
         except LLMError as exc:
             fail(str(exc))
     finally:
-        services.pool.close()
+        services.close()
     _show(answer, stream, as_json)
 
 
@@ -150,7 +150,7 @@ def chat(
             stream.settle(answer)
             _print_sources(answer)
     finally:
-        services.pool.close()
+        services.close()
 
 
 def feedback(
@@ -315,7 +315,7 @@ def serve(
     except SettingsError as exc:
         fail(str(exc))
     finally:
-        services.pool.close()
+        services.close()
 
 
 def slack(
@@ -351,7 +351,7 @@ def slack(
         out.print(f"citewise Slack events at http://{cfg.web.host}:{port or cfg.web.port}/slack/events")
         uvicorn.run(app, host=cfg.web.host, port=port or cfg.web.port, log_level="warning")
     finally:
-        services.pool.close()
+        services.close()
 
 
 @llm_app.command("status")

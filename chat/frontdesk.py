@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from chat import chain
+from chat import chain, metrics
+from chat.llm import LLMError
 from chat.sampling import Sampling, SamplingError, preset
 from chat.services import Services
 from chat.types import Answer, Question
@@ -76,8 +77,17 @@ def _database() -> Iterator[None]:
 
 
 def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
-    with _database():
-        return chain.ask(services, q, on_token)
+    try:
+        with _database():
+            answer = chain.ask(services, q, on_token)
+    except Unavailable:
+        metrics.FAILURES.labels("database").inc()
+        raise
+    except LLMError:
+        metrics.FAILURES.labels("llm").inc()
+        raise
+    metrics.observe(answer, q.channel)
+    return answer
 
 
 class Gate:
@@ -109,6 +119,7 @@ class Gate:
     def check(self) -> None:
         """Refuse now (before a response starts) when every slot is taken and the queue is full."""
         if self._running >= self.concurrent and self._waiting >= self.queued:
+            metrics.GATE.labels("full").inc()
             raise Busy(f"busy: {self._running} answers running and {self._waiting} waiting; retry shortly", 5)
 
     def _enter(self) -> int:
@@ -127,10 +138,12 @@ class Gate:
             return True
         return False
 
-    def _leave(self, ticket: int) -> Busy:
+    def _leave(self, ticket: int, rejected: bool = True) -> Busy:
         with self._lock:
             self._queue.remove(ticket)
             self._freed.notify_all()
+        if rejected:
+            metrics.GATE.labels("waited too long").inc()
         return Busy(f"busy: no answer slot freed within {self.wait_s:g} s; retry shortly", 10)
 
     def acquire(self) -> None:
@@ -160,7 +173,7 @@ class Gate:
                     break
                 await asyncio.sleep(0.02)
         except BaseException:  # cancelled while waiting: give up the place in line
-            self._leave(ticket)
+            self._leave(ticket, rejected=False)
             raise
         raise self._leave(ticket)
 

@@ -37,7 +37,7 @@ class Retrieved:
 
 def retrieve(services: Services, query: str, scope: Scope, filters: list[Filter], n_sources: int) -> Retrieved:
     cfg = services.settings
-    with services.pool.connection() as conn:
+    with services.search_connection() as conn:
         retriever = CitewiseRetriever(conn=conn, embedder=services.embedder, scope=scope, filters=filters,
                                       k=cfg.rerank.fetch, search=cfg.search)
         candidates = [from_lc(d) for d in retriever.invoke(query)]

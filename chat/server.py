@@ -82,7 +82,7 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
 
     _quiet_chainlit()
 
-    from chat import api, openai_api, web
+    from chat import api, metrics, openai_api, web
     from chat.api import parse_tokens
     from chat.api_schema import database_lost, validation_error
     from chat.datalayer import CitewiseDataLayer
@@ -98,6 +98,7 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
     app.state.api_tokens = parse_tokens(settings.api.tokens)
     app.include_router(api.router)
     app.include_router(openai_api.router)
+    metrics.instrument(app)
     if settings.slack.enabled and not settings.slack.app_token:
         from chat import slack_bot
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
 from chat.llm import Endpoint, endpoint, live
 from core import db
+from core.replicas import ReadRouter
 from core.settings import Settings
 from retrieval import store
 from retrieval.embed import Embedder, load_embedder
@@ -22,6 +26,22 @@ class Services:
     embedder: Embedder
     reranker: Reranker
     llm: Endpoint
+    reads: ReadRouter | None = None  # searches on read replicas when CITEWISE_DATABASE_REPLICA_URLS is set
+
+    @contextlib.contextmanager
+    def search_connection(self) -> Iterator[psycopg.Connection]:
+        """A connection for a search: a read replica when configured and current, else the primary."""
+        if self.reads is None:
+            with self.pool.connection() as conn:
+                yield conn
+        else:
+            with self.reads.connection() as conn:
+                yield conn
+
+    def close(self) -> None:
+        if self.reads is not None:
+            self.reads.close()
+        self.pool.close()
 
     def model(self) -> Endpoint:
         """The LLM to call for this answer: the managed local server is restarted if it died (chat.llm.live)."""
@@ -48,4 +68,6 @@ def open_services(settings: Settings, *, start_llm: bool = True, pool_size: int 
         pool.close()
         raise
     llm = endpoint(settings.llm) if start_llm else None
-    return Services(settings, pool, embedder, load_reranker(settings.rerank), llm)  # type: ignore[arg-type]
+    reads = (ReadRouter(pool, settings.replica_urls, settings.replica_max_lag_s, pool_size)
+             if settings.replica_urls else None)
+    return Services(settings, pool, embedder, load_reranker(settings.rerank), llm, reads)  # type: ignore[arg-type]

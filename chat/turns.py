@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from chat.metrics import THUMBS
 from chat.types import Answer, Question
 from retrieval.clean import plain
 
@@ -88,6 +89,7 @@ def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, co
             "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (turn_id, numeric, comment, citation, user_id, channel, json.dumps(row[0])),
         ).fetchone()[0]
+    THUMBS.labels("up" if numeric > 0 else "down").inc()
     return int(fid)
 
 

@@ -263,6 +263,32 @@ def ensure_running(data_dir: Path) -> str:
         return _url(port)
 
 
+def start_replica(primary_url: str, data_dir: Path, *, apply_delay_s: float = 0.0) -> str:
+    """A streaming replica of the embedded primary at ``primary_url``, in ``data_dir`` (made with pg_basebackup
+    on first use, then started); return its URL. For tests, demos and one-machine trials of read replicas: in
+    production a replica is whatever your PostgreSQL service provides. ``apply_delay_s`` holds back replay
+    (``recovery_min_apply_delay``), to show replication lag on loopback."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(primary_url)
+    with _lock(data_dir):
+        port = _running_port(data_dir)
+        if port is None:
+            if not (data_dir / "PG_VERSION").exists():
+                data_dir.parent.mkdir(parents=True, exist_ok=True)
+                if _is_root():
+                    uid, gid = _ensure_service_user()
+                    _grant_traverse(data_dir.parent)
+                    os.chown(data_dir.parent, uid, gid)
+                _run([str(_bin_dir() / "pg_basebackup"), "-D", str(data_dir), "-h", parts.hostname or "127.0.0.1",
+                      "-p", str(parts.port or 5432), "-U", parts.username or "postgres", "-R", "-X", "stream"])
+                if apply_delay_s:
+                    with open(data_dir / "postgresql.auto.conf", "a") as fh:
+                        fh.write(f"recovery_min_apply_delay = '{int(apply_delay_s * 1000)}ms'\n")
+            port = _start(data_dir)
+        return _url(port)
+
+
 def status(data_dir: Path) -> ServerStatus:
     initialised = (data_dir / "PG_VERSION").exists()
     port = _running_port(data_dir) if initialised else None

@@ -55,7 +55,7 @@ def main() -> None:
     settings = Settings.from_env()
     services = open_services(settings)
     url, qas = prepare_squad(settings, services.embedder, args.dataset)
-    services.pool.close()
+    services.close()
     services = open_services(settings.with_database(url))
     sample = random.Random(args.seed).sample(qas, args.n)
     stages: dict[str, list[float]] = {}
@@ -85,7 +85,7 @@ def main() -> None:
         "model": services.llm.model, "context_tokens": settings.answer.context_tokens,
         "database": db.mask_url(url),
     }
-    services.pool.close()
+    services.close()
     print(json.dumps(result, indent=2))
 
 

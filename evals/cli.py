@@ -103,7 +103,7 @@ def _run_answers(cfg, dataset: Path, limit: int, seed: int, half: str | None = N
             return run(FrontDesk(services), qas, limit, seed, hard_share=hard, half=half,
                        on_progress=lambda i, n: status.update(f"Asked {i}/{n} questions through the chain…"))
     finally:
-        services.pool.close()
+        services.close()
 
 
 @eval_app.command("answers")
@@ -232,7 +232,7 @@ def replay_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     try:
         report = replay(services)
     finally:
-        services.pool.close()
+        services.close()
     if as_json:
         emit_json(report.to_json())
         raise typer.Exit(1 if report.regressions or report.golden_failed else 0)

@@ -202,7 +202,7 @@ def main() -> None:
     try:
         result = run(FrontDesk(services))
     finally:
-        services.pool.close()
+        services.close()
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -106,7 +106,21 @@ def ingest(
         console.print("[yellow]Interrupted.[/yellow] Committed batches are kept; run the same command to finish.")
         raise typer.Exit(130) from None
     _summary(report)
+    _replicas_caught_up(cfg, url)
     raise typer.Exit(1 if report.failed else 0)
+
+
+def _replicas_caught_up(cfg: Settings, url: str) -> None:
+    """Read-your-own-writes: return only once searches on every read replica see what was just ingested."""
+    from core.replicas import wait_caught_up
+
+    if not cfg.replica_urls:
+        return
+    with console.status("Waiting for the read replicas to replay the ingest…"):
+        behind = wait_caught_up(url, cfg.replica_urls)
+    for replica in behind:
+        out.print(f"[yellow]note[/yellow] read replica {replica} has not replayed this ingest yet; searches skip "
+                  "it while it lags more than CITEWISE_REPLICA_MAX_LAG seconds")
 
 
 def _enqueue(url: str, paths: list[Path], opts) -> None:

@@ -65,6 +65,11 @@ def ingest_file(path: str, source: str, groups: list[str], metadata: dict[str, A
     report = ingest(worker.url, worker.embedder, [Path(path)], worker.settings, opts)
     print(f"worker {os.getpid()} ingested {path}: added {report.added}, updated {report.updated}, "
           f"unchanged {report.unchanged}, failed {report.failed}, chunks {report.chunks}", flush=True)
+    if worker.settings.replica_urls:
+        from core.replicas import wait_caught_up
+
+        for replica in wait_caught_up(worker.url, worker.settings.replica_urls):
+            log.warning("read replica %s has not replayed %s yet", replica, path)
     if report.failures:
         raise JobFailed("; ".join(f"{f.uri}: {f.reason}" for f in report.failures))
 
