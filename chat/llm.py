@@ -116,6 +116,13 @@ def running_server(cfg: LLMSettings) -> str | None:
     return None
 
 
+def server_command(cfg: LLMSettings, model: Path, host: str, port: int) -> list[str]:
+    """llama.cpp's OpenAI-compatible server on the bundled model: what citewise starts for itself and what the
+    compose deployment's ``llm`` service runs (``citewise llm serve``)."""
+    return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS,
+            "--host", host, "--port", str(port), "--n_ctx", str(cfg.n_ctx), "--n_threads", str(cfg.threads)]
+
+
 def start_server(cfg: LLMSettings, timeout: float = 180.0) -> str:
     """Start (or reuse) the local llama.cpp server; return its base URL (``http://127.0.0.1:PORT/v1``)."""
     with _lock(cfg.state_dir):
@@ -130,9 +137,8 @@ def start_server(cfg: LLMSettings, timeout: float = 180.0) -> str:
         port = _free_port()
         log = open(cfg.state_dir / "server.log", "ab")  # noqa: SIM115 - the child keeps it open
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS,
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(cfg.n_ctx), "--n_threads", str(cfg.threads)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            server_command(cfg, model, "127.0.0.1", port), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         base_url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + timeout

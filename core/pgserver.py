@@ -281,7 +281,8 @@ def start_replica(primary_url: str, data_dir: Path, *, apply_delay_s: float = 0.
                     _grant_traverse(data_dir.parent)
                     os.chown(data_dir.parent, uid, gid)
                 _run([str(_bin_dir() / "pg_basebackup"), "-D", str(data_dir), "-h", parts.hostname or "127.0.0.1",
-                      "-p", str(parts.port or 5432), "-U", parts.username or "postgres", "-R", "-X", "stream"])
+                      "-p", str(parts.port or 5432), "-U", parts.username or "postgres", "-R", "-X", "stream",
+                      "--checkpoint=fast"])  # a spread checkpoint would hold the copy for minutes
                 if apply_delay_s:
                     with open(data_dir / "postgresql.auto.conf", "a") as fh:
                         fh.write(f"recovery_min_apply_delay = '{int(apply_delay_s * 1000)}ms'\n")

@@ -102,6 +102,7 @@ class ReadRouter:
         self._turn = itertools.cycle(range(len(self.replicas))) if self.replicas else None
         self._down_until: dict[str, float] = {}
         self._lagging: set[str] = set()
+        self._checked: dict[str, tuple[float, float]] = {}  # url -> (when, lag_s)
         self._lock = threading.Lock()
         self.served: Counter[str] = Counter()  # "primary" / "replica": where searches ran, for /metrics and tests
 
@@ -122,6 +123,18 @@ class ReadRouter:
         if first:
             log.warning("read replica %s %s; searching on the primary until it is back", db.mask_url(url), why)
 
+    def _lag(self, url: str, conn: psycopg.Connection) -> float:
+        """The replica's staleness, re-measured at most every ``SAMPLE_EVERY_S`` (a search need not pay for it)."""
+        now = time.monotonic()
+        with self._lock:
+            seen = self._checked.get(url)
+        if seen and now - seen[0] < SAMPLE_EVERY_S:
+            return seen[1]
+        lag = self.clock.lag_s(conn)
+        with self._lock:
+            self._checked[url] = (now, lag)
+        return lag
+
     def _acquire(self) -> tuple[ConnectionPool, psycopg.Connection]:
         for i in self._order():
             url, pool = self.replicas[i]
@@ -133,7 +146,7 @@ class ReadRouter:
                 self._skip(url, f"is unreachable ({db.first_line(exc)})")
                 continue
             try:
-                lag = self.clock.lag_s(conn)
+                lag = self._lag(url, conn)
             except psycopg.Error as exc:
                 pool.putconn(conn)
                 self._skip(url, f"is unreachable ({db.first_line(exc)})")
