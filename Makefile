@@ -81,6 +81,7 @@ bench: install
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_answers --dataset ../shared/data/xquad/xquad.en.dev.json
 	$(PY) -m evals.bench_workers --dataset ../shared/data/scifact
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_replica --dataset ../shared/data/scifact
+	$(PY) -m evals.bench_query_cache --dataset ../shared/data/scifact
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -15,7 +15,7 @@ from core import db
 from core.replicas import ReadRouter
 from core.settings import Settings
 from retrieval import store
-from retrieval.embed import Embedder, load_embedder
+from retrieval.embed import CachedQueries, Embedder, load_embedder
 from retrieval.rerank import Reranker, load_reranker
 
 
@@ -60,7 +60,7 @@ def open_pool(url: str, max_size: int = 10) -> ConnectionPool:
 def open_services(settings: Settings, *, start_llm: bool = True, pool_size: int = 10) -> Services:
     url = db.open_database(settings)
     pool = open_pool(url, pool_size)
-    embedder = load_embedder(settings.embedding)
+    embedder = CachedQueries(load_embedder(settings.embedding))  # a server sees the same questions again
     try:
         with pool.connection() as conn:
             store.check_model(conn, embedder.name, embedder.dim)

@@ -88,6 +88,54 @@ class OpenAIEmbedder:
         return _normalise(np.array(out))
 
 
+class CachedQueries:
+    """An embedder whose query embeddings are kept in a small LRU: repeated and popular questions (the same FAQ
+    asked by many people, a retried request, an eval replay) skip the model. Exact text only: a cache keyed on
+    anything looser would change what is searched for. Passages (``embed_batch``) are never cached here; ingest
+    reuses stored embeddings by content hash instead."""
+
+    def __init__(self, inner: Embedder, size: int = 2048) -> None:
+        import collections
+        import threading
+
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.size = size
+        self._cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        return self.inner.embed_batch(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            cached = self._cache.get(text)
+            if cached is not None:
+                self._cache.move_to_end(text)
+                self.hits += 1
+                return cached
+        vector = self.inner.embed_batch([text])[0]
+        vector.setflags(write=False)  # shared between requests: nobody may change it in place
+        with self._lock:
+            self.misses += 1
+            self._cache[text] = vector
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return vector
+
+    def __getattr__(self, name: str):  # wordpiece_lengths, batch_size, … of the wrapped model
+        return getattr(self.inner, name)
+
+
+def embed_query(embedder: Embedder, text: str) -> np.ndarray:
+    """One query's embedding, from the cache when the embedder keeps one."""
+    if isinstance(embedder, CachedQueries):
+        return embedder.embed_query(text)
+    return embedder.embed_batch([text])[0]
+
+
 def load_embedder(cfg: EmbeddingSettings) -> Embedder:
     """The configured backend: an endpoint when a base URL is set or a non-local model is named."""
     if cfg.base_url or cfg.model != LOCAL_MODEL:

@@ -17,7 +17,7 @@ from psycopg import sql
 
 from core.settings import SearchSettings
 from retrieval import keywords
-from retrieval.embed import Embedder
+from retrieval.embed import Embedder, embed_query
 from retrieval.filters import Filter, Scope, compile_filters
 from retrieval.types import Hit
 
@@ -179,7 +179,7 @@ def timed_search(
     if not query.strip():
         raise ValueError("the query is empty")
     t0 = time.perf_counter()
-    vector = embedder.embed_batch([query])[0] if mode != "keyword" else np.zeros(embedder.dim, dtype=np.float32)
+    vector = embed_query(embedder, query) if mode != "keyword" else np.zeros(embedder.dim, dtype=np.float32)
     t1 = time.perf_counter()
     hits = search_vector(conn, query, vector, scope=scope, k=k, filters=filters, mode=mode, cfg=cfg,
                          candidates=candidates)
