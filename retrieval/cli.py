@@ -161,7 +161,8 @@ def _summary(report) -> None:
     table = Table(title="Ingest summary", show_header=False)
     for label, value in [("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged),
                          ("failed", report.failed), ("chunks written", report.chunks),
-                         ("chunks embedded", report.embedded), ("seconds", f"{report.seconds:.1f}"),
+                         ("chunks embedded", report.embedded), ("BM25 re-weighted", report.reweighted),
+                         ("seconds", f"{report.seconds:.1f}"),
                          ("PII replaced", ", ".join(f"{k} {v}" for k, v in sorted(report.pii.items())) or "none")]:
         table.add_row(label, str(value))
     out.print(table)
@@ -226,6 +227,8 @@ def delete(
         try:
             admin_only(cfg, conn, "deleting documents")
             n = store.delete(conn, source=source, document_id=document)
+            if n:
+                store.reweight(conn, cfg.search)
         except HoldError as exc:
             fail(str(exc))
     out.print(f"Deleted {n} document{'s' if n != 1 else ''}.")

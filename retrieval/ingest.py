@@ -37,6 +37,7 @@ class IngestReport:
     unchanged: int = 0
     chunks: int = 0
     embedded: int = 0
+    reweighted: int = 0  # older chunks whose BM25 weights were brought to the new average length
     failures: list[LoadFailure] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # ingested, but the user should know (by file name)
     pii: Counter[str] = field(default_factory=Counter)
@@ -231,6 +232,8 @@ def ingest(
             flush()
             if pending is not None:
                 pending.result()
+        if report.added or report.updated:
+            report.reweighted = store.reweight(writer, settings.search)
     except psycopg.OperationalError as exc:
         report.seconds = time.perf_counter() - started
         raise _stopped(exc, settings, report) from None

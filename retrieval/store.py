@@ -19,6 +19,7 @@ from retrieval.filters import Scope, compile_filters
 from retrieval.types import Chunk, Document, content_hash
 
 _LOCK_MODEL = 8317002
+_LOCK_REWEIGHT = 8317004
 
 
 class ModelMismatchError(RuntimeError):
@@ -138,19 +139,54 @@ def write(
             )
         with conn.cursor().copy(
             "COPY chunks (id, document_id, ordinal, text, text_hash, token_count, char_start, char_end, "
-            "heading_path, embedding, keyword_terms, keyword_len, keyword_vec, instructions) "
+            "heading_path, embedding, keyword_terms, keyword_len, keyword_vec, instructions, keyword_avgdl) "
             "FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
             copy.set_types(["text", "text", "int4", "text", "text", "int4", "int4", "int4", "text[]", "halfvec",
-                            "int4[]", "int4", "sparsevec", "text[]"])
+                            "int4[]", "int4", "sparsevec", "text[]", "float4"])
             i = 0
             for p in prepared:
                 for c in p.chunks:
                     kv = keywords.document_vector(inputs[i], avgdl, search.bm25_k1, search.bm25_b)
                     copy.write_row((c.id, c.document_id, c.ordinal, c.text, content_hash(inputs[i]),
                                     c.token_count, c.start, c.end, list(c.heading_path),
-                                    HalfVector(embeddings[i]), kv.term_ids, kv.length, kv.vector, list(c.instructions)))
+                                    HalfVector(embeddings[i]), kv.term_ids, kv.length, kv.vector, list(c.instructions),
+                                    avgdl))
                     i += 1
+
+
+def reweight(conn: psycopg.Connection, search: SearchSettings, batch: int = 2000) -> int:
+    """Keep BM25 BM25 as the corpus changes: recompute the weights of chunks written with an average chunk length
+    further than ``search.bm25_reweight_drift`` (a share) from today's; return how many were rewritten.
+
+    A chunk's stored weights fold in the average length of the moment they were written (the sparse inner product
+    cannot divide by a moving average at query time), so they drift as documents come and go. Rewriting only
+    the drifted chunks keeps every score within the bound of a direct BM25 computation, and costs nothing while
+    the average holds still, which it does more and more as a corpus grows. One transaction per batch, so a
+    large corpus is never locked at once; the rows' terms are unchanged, so document frequencies stay exact.
+    """
+    avgdl = average_length(conn)
+    if avgdl is None:
+        return 0
+    drift = search.bm25_reweight_drift
+    rows = conn.execute(
+        "SELECT c.id, d.title, c.heading_path, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "WHERE c.keyword_avgdl IS NULL OR abs(c.keyword_avgdl - %s) > %s * %s ORDER BY c.id",
+        (avgdl, drift, avgdl)).fetchall()
+    for start in range(0, len(rows), batch):
+        part = rows[start:start + batch]
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_REWEIGHT,))  # two workers: one at a time
+            conn.execute("CREATE TEMP TABLE reweighted (id text, keyword_vec sparsevec) ON COMMIT DROP")
+            with conn.cursor().copy("COPY reweighted FROM STDIN WITH (FORMAT BINARY)") as copy:
+                copy.set_types(["text", "sparsevec"])
+                for cid, title, headings, text in part:
+                    kv = keywords.document_vector(passage_text(title, tuple(headings), text), avgdl,
+                                                  search.bm25_k1, search.bm25_b)
+                    copy.write_row((cid, kv.vector))
+            conn.execute("UPDATE chunks c SET keyword_vec = r.keyword_vec, keyword_avgdl = %s "
+                         "FROM reweighted r WHERE r.id = c.id", (avgdl,))
+    return len(rows)
 
 
 def delete(conn: psycopg.Connection, *, source: str | None = None, document_id: str | None = None) -> int:
@@ -212,8 +248,8 @@ def reindex(
         conn.execute(
             "UPDATE chunks c SET embedding_new = r.embedding, keyword_terms = r.keyword_terms, "
             "keyword_len = r.keyword_len, keyword_vec = r.keyword_vec, text_hash = r.text_hash, "
-            "instructions = r.instructions "
-            "FROM reindexed r WHERE r.id = c.id"
+            "instructions = r.instructions, keyword_avgdl = %s "
+            "FROM reindexed r WHERE r.id = c.id", (avgdl,)
         )
         conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
         conn.execute("ALTER TABLE chunks RENAME COLUMN embedding_new TO embedding")
