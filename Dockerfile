@@ -31,7 +31,7 @@ COPY docs/ docs/
 RUN make install-app VENV=/opt/citewise LLAMA_VARIANT=x86-64-v3 WHEELHOUSE=/tmp/wheels \
  && rm -rf /tmp/wheels \
  && useradd --system --create-home --home-dir /data citewise \
- && mkdir -p /data/citewise && chown -R citewise /data
+ && mkdir -p /data/citewise/models && chown -R citewise /data  # named volumes take these owners
 
 USER citewise
 EXPOSE 8000

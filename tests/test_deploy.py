@@ -4,10 +4,12 @@ runs the same install as `make install` and the same commands a machine does."""
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.main import get_command
 
@@ -80,3 +82,46 @@ def test_the_image_runs_make_install_once_at_build_and_serves_with_a_healthcheck
         assert f"COPY {package}/ {package}/" in DOCKERFILE, f"the image lacks the {package} package"
     assert "USER citewise" in DOCKERFILE, "the app does not run as root"
     assert "download.pytorch.org/whl/cpu" in DOCKERFILE, "torch's CPU build, as pinned"
+
+
+@pytest.mark.slow
+def test_the_llm_service_command_serves_the_bundled_model_over_the_openai_protocol(settings, tmp_path) -> None:
+    """`citewise llm serve`, the compose deployment's LLM service, run for real: it answers /v1/models and a chat
+    completion on the address it was given."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from chat.llm import MODEL_ALIAS, MODEL_FILE, assemble_model
+    from evals.serving import free_port
+
+    model = assemble_model(settings.llm.models_dir)  # the slow tier's shared copy, linked, not copied again
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    for name in (MODEL_FILE, model.with_suffix(".verified").name):
+        (home / "models" / name).symlink_to(model.parent / name)
+    port = free_port()
+    log = (tmp_path / "llm.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "citewise.cli", "llm", "serve", "--host", "127.0.0.1", "--port",
+                             str(port)], env={**os.environ, "CITEWISE_HOME": str(home), "CITEWISE_LLM_THREADS": "2"},
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                models = httpx.get(f"{base}/models", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "llm.log").read_text()
+                time.sleep(1)
+        assert [m["id"] for m in models["data"]] == [MODEL_ALIAS]
+        reply = httpx.post(f"{base}/chat/completions", timeout=120, json={
+            "model": MODEL_ALIAS, "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "user", "content": "Say OK."}]}).json()
+        assert reply["choices"][0]["message"]["content"].strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
