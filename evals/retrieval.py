@@ -54,7 +54,8 @@ def prepare(settings: Settings, embedder: Embedder, folder: Path, split: str, li
             corpus_limit: int | None = None, on_progress=None, half: str | None = None) -> tuple[str, beir.Dataset]:
     """Ingest the corpus (or a subset) into its isolated database; return its URL and the dataset."""
     data = beir.load(folder, split, limit, half)
-    key = content_hash(embedder.name, settings.chunk, settings.search.bm25_k1, settings.search.bm25_b,
+    precision = getattr(embedder, "precision", None)
+    key = content_hash(embedder.name, precision, settings.chunk, settings.search.bm25_k1, settings.search.bm25_b,
                        settings.ingest.scrub_pii, corpus_limit, sorted(data.queries) if corpus_limit else None)[:10]
     # any folder name (trec-covid, my.data) makes a valid database name
     name = re.sub(r"[^a-z0-9_]+", "_", folder.resolve().name.lower())[:20]

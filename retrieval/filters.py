@@ -7,11 +7,13 @@ Grammar (each ``--filter`` is one condition; conditions are ANDed)::
     created >= 2024-01-01    updated < 2025-06-30T12:00  (ISO dates or date-times, UTC when no zone)
     meta.team = platform     meta.team in platform,search
 
-The compiled condition is a predicate on ``documents`` aliased ``d``.
+The compiled condition is a predicate on ``documents`` aliased ``d``, or on ``chunks`` (which carry copies of
+the same columns, migration 0011) under the alias the caller names.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -152,15 +154,28 @@ def parse_all(exprs: list[str] | None) -> list[Filter]:
     return [parse(e) for e in exprs or []]
 
 
-def compile_filters(filters: list[Filter], scope: Scope = EVERYTHING) -> tuple[sql.Composable, dict[str, Any]]:
-    """An SQL predicate on ``documents d`` for all conditions and the scope (TRUE when there are none) and its
-    parameters.
+def _json_scalar(text: str) -> Any:
+    """``text`` as the JSON number or boolean it spells, else None (stored front matter keeps ``year: 2024`` as a
+    number, which a filter's text must still match)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, int | float | bool) else None
+
+
+def compile_filters(filters: list[Filter], scope: Scope = EVERYTHING, table: str = "d") -> tuple[sql.Composable,
+                                                                                            dict[str, Any]]:
+    """An SQL predicate on ``table`` (``documents d``, or ``chunks c`` with their copied columns) for all
+    conditions and the scope (TRUE when there are none) and its parameters.
 
     Column names come from the fixed table above as identifiers; every value, metadata keys included, is a
-    named bound parameter (``%(f0)s``...), so no input ever becomes SQL text.
+    named bound parameter (``%(f0)s``...), so no input ever becomes SQL text. Equality on a metadata key is a
+    containment test, which the GIN index on metadata serves: very selective filters read only their rows.
     """
     parts: list[sql.Composable] = []
     params: dict[str, Any] = {}
+    t = sql.Identifier(table)
 
     def bind(value: Any) -> sql.Placeholder:
         name = f"f{len(params)}"
@@ -168,16 +183,24 @@ def compile_filters(filters: list[Filter], scope: Scope = EVERYTHING) -> tuple[s
         return sql.Placeholder(name)
 
     if not scope.everything:
-        public = sql.SQL(" OR cardinality(d.access_groups) = 0") if scope.public_ungrouped else sql.SQL("")
-        parts.append(sql.SQL("(d.access_groups && {}::text[]{})").format(bind(list(scope.groups or ())), public))
+        public = sql.SQL(" OR cardinality({}.access_groups) = 0").format(t) if scope.public_ungrouped else sql.SQL("")
+        parts.append(sql.SQL("({}.access_groups && {}::text[]{})").format(t, bind(list(scope.groups or ())), public))
     for f in filters:
+        if f.field.startswith(META_PREFIX) and f.op == "=":
+            key = f.field[len(META_PREFIX):]
+            arms = [sql.SQL("{}.metadata @> {}::jsonb").format(t, bind(json.dumps({key: f.value})))]
+            scalar = _json_scalar(str(f.value))
+            if scalar is not None:
+                arms.append(sql.SQL("{}.metadata @> {}::jsonb").format(t, bind(json.dumps({key: scalar}))))
+            parts.append(sql.SQL("({})").format(sql.SQL(" OR ").join(arms)))
+            continue
         if f.field.startswith(META_PREFIX):
-            column: sql.Composable = sql.SQL("(d.metadata ->> {}::text)").format(bind(f.field[len(META_PREFIX):]))
+            column: sql.Composable = sql.SQL("({}.metadata ->> {}::text)").format(t, bind(f.field[len(META_PREFIX):]))
         else:
-            column = sql.SQL("d.{}").format(sql.Identifier(FIELDS[f.field][0]))
+            column = sql.SQL("{}.{}").format(t, sql.Identifier(FIELDS[f.field][0]))
         if f.field == "tags":
             values = list(f.value) if f.op == "in" else [f.value]
-            parts.append(sql.SQL("COALESCE(d.metadata -> 'tags', '[]') ?| {}::text[]").format(bind(values)))
+            parts.append(sql.SQL("COALESCE({}.metadata -> 'tags', '[]') ?| {}::text[]").format(t, bind(values)))
         elif f.field == "groups":
             values = list(f.value) if f.op == "in" else [f.value]
             op = "&&" if f.op == "in" else "@>"

@@ -1,7 +1,9 @@
 """Hybrid search: HNSW vector ranking and BM25 keyword ranking fused by reciprocal rank, in one SQL statement.
 
-Both sides apply the same document filter inside the statement, before ranking. A mode only changes how many
-candidates each side may return (zero switches a side off), so vector, keyword and hybrid share one code path.
+Both sides apply the same filter inside the statement, on the chunk rows themselves (each chunk carries copies
+of its document's filterable fields): the HNSW iterative scan tests each candidate as it walks the graph, and a
+filter too selective for that is served by the filter columns' own indexes and ranked exactly. A mode only changes
+how many candidates each side may return (zero switches a side off), so vector, keyword and hybrid share one code path.
 """
 
 from __future__ import annotations
@@ -25,10 +27,7 @@ Mode = Literal["vector", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("vector", "keyword", "hybrid")
 
 _QUERY = """
-WITH allowed AS MATERIALIZED (
-    SELECT d.id FROM documents d WHERE {filter}
-),
-q AS (
+WITH q AS (
     -- IDF on the query side: ln(1 + (N - df + 0.5) / (df + 0.5)) per query term, as a sparse vector.
     SELECT ('{{' || string_agg(k.term_id || ':' ||
                 ln(1 + (s.n_chunks - k.df + 0.5) / (k.df + 0.5)), ',' ORDER BY k.term_id)
@@ -48,7 +47,7 @@ vec AS (
     SELECT c.id, row_number() OVER (ORDER BY c.embedding <=> %(qvec)s) AS rank,
            1 - (c.embedding <=> %(qvec)s) AS similarity
     FROM chunks c
-    WHERE {vector_filter}
+    WHERE {filter}
     ORDER BY c.embedding <=> %(qvec)s
     LIMIT %(n_vector)s
 ),
@@ -56,7 +55,7 @@ kw AS (
     SELECT c.id, row_number() OVER (ORDER BY c.keyword_vec <#> q.vec) AS rank,
            -(c.keyword_vec <#> q.vec) AS score
     FROM chunks c CROSS JOIN q
-    WHERE q.vec IS NOT NULL AND c.keyword_terms && (SELECT terms FROM probe) AND {keyword_filter}
+    WHERE q.vec IS NOT NULL AND c.keyword_terms && (SELECT terms FROM probe) AND {filter}
     ORDER BY c.keyword_vec <#> q.vec
     LIMIT %(n_keyword)s
 ),
@@ -86,10 +85,8 @@ class SearchTimings:
 
 
 def _statement(filters: list[Filter], scope: Scope) -> tuple[sql.Composable, dict]:
-    predicate, params = compile_filters(filters, scope)
-    restricted = bool(filters) or not scope.everything
-    in_allowed = sql.SQL("c.document_id IN (SELECT id FROM allowed)") if restricted else sql.SQL("TRUE")
-    return sql.SQL(_QUERY).format(filter=predicate, vector_filter=in_allowed, keyword_filter=in_allowed), params
+    predicate, params = compile_filters(filters, scope, table="c")
+    return sql.SQL(_QUERY).format(filter=predicate), params
 
 
 def search_vector(

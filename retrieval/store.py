@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 from pgvector import HalfVector
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from core.settings import SearchSettings
 from retrieval import instructions, keywords
@@ -139,19 +140,25 @@ def write(
             )
         with conn.cursor().copy(
             "COPY chunks (id, document_id, ordinal, text, text_hash, token_count, char_start, char_end, "
-            "heading_path, embedding, keyword_terms, keyword_len, keyword_vec, instructions, keyword_avgdl) "
+            "heading_path, embedding, keyword_terms, keyword_len, keyword_vec, instructions, keyword_avgdl, "
+            "source, uri, author, created_at, updated_at, access_groups, metadata) "
             "FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
             copy.set_types(["text", "text", "int4", "text", "text", "int4", "int4", "int4", "text[]", "halfvec",
-                            "int4[]", "int4", "sparsevec", "text[]", "float4"])
+                            "int4[]", "int4", "sparsevec", "text[]", "float4",
+                            "text", "text", "text", "timestamptz", "timestamptz", "text[]", "jsonb"])
             i = 0
             for p in prepared:
+                d = p.document
+                # the document's filterable fields, copied so filtered searches test the chunk row alone
+                copied = (d.source, d.uri, d.author, d.created_at, d.updated_at, list(d.groups),
+                          Jsonb(json.loads(json.dumps(d.metadata, default=str))))
                 for c in p.chunks:
                     kv = keywords.document_vector(inputs[i], avgdl, search.bm25_k1, search.bm25_b)
                     copy.write_row((c.id, c.document_id, c.ordinal, c.text, content_hash(inputs[i]),
                                     c.token_count, c.start, c.end, list(c.heading_path),
                                     HalfVector(embeddings[i]), kv.term_ids, kv.length, kv.vector, list(c.instructions),
-                                    avgdl))
+                                    avgdl, *copied))
                     i += 1
 
 

@@ -18,7 +18,7 @@ def test_migrations_are_recorded_and_idempotent(url) -> None:
     assert db.migrate(url) == []
     with psycopg.connect(url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [n for n, _, _ in db._migrations()] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+        assert versions == [n for n, _, _ in db._migrations()] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"documents", "chunks", "keyword_df", "keyword_stats", "embedding_config", "turns", "feedback",
             "ui_users", "ui_threads", "ui_steps", "ui_elements", "slack_events", "golden_cases", "app_users",
@@ -32,7 +32,10 @@ def test_indexes_exist(conn) -> None:
     defs = {r[0]: r[1] for r in conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
                                               "('chunks', 'documents')")}
     assert "hnsw" in defs["chunks_embedding_hnsw"] and "halfvec_cosine_ops" in defs["chunks_embedding_hnsw"]
-    assert "gin" in defs["chunks_tsv_idx"] and "gin" in defs["chunks_terms_idx"]
+    assert "gin" in defs["chunks_terms_idx"] and "chunks_tsv_idx" not in defs  # unused full text: dropped (0011)
+    # filter columns copied onto chunks (0011): the selective filters' own indexes
+    assert "gin" in defs["chunks_groups_idx"] and "jsonb_path_ops" in defs["chunks_metadata_idx"]
+    assert "(source)" in defs["chunks_source_idx"]
     for name in ("documents_author_idx", "documents_created_idx", "documents_updated_idx", "documents_groups_idx"):
         assert name in defs
     typ = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'chunks'::regclass "

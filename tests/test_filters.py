@@ -10,10 +10,15 @@ from tests.corpus import documents, store_documents
 
 
 def matching(conn, exprs: list[str]) -> set[str]:
-    predicate, params = compile_filters(filters.parse_all(exprs))
+    """The documents a filter selects, checked to be the same through the columns copied onto chunks."""
     from psycopg import sql
 
+    predicate, params = compile_filters(filters.parse_all(exprs))
     rows = conn.execute(sql.SQL("SELECT d.uri FROM documents d WHERE {}").format(predicate), params).fetchall()
+    on_chunks, params = compile_filters(filters.parse_all(exprs), table="c")
+    via_chunks = conn.execute(sql.SQL("SELECT DISTINCT c.uri FROM chunks c WHERE {}").format(on_chunks),
+                              params).fetchall()
+    assert {r[0] for r in via_chunks} == {r[0] for r in rows}, exprs
     return {r[0] for r in rows}
 
 
@@ -96,4 +101,24 @@ def test_compiled_sql_binds_every_value() -> None:
     predicate, params = compile_filters(filters.parse_all(["source=evil'--", "meta.k'ey=v"[:0] + "meta.key=v"]))
     text = predicate.as_string(None)
     assert "evil" not in text and "key" not in text
-    assert set(params.values()) == {"evil'--", "key", "v"}
+    # metadata equality is a containment test: key and value travel inside one bound JSON document
+    assert set(params.values()) == {"evil'--", '{"key": "v"}'}
+    predicate, params = compile_filters(filters.parse_all(["meta.key!=v", "meta.year=2024"]), table="c")
+    assert "key" not in predicate.as_string(None) and "c" in predicate.as_string(None)
+    assert set(params.values()) == {"key", "v", '{"year": "2024"}', '{"year": 2024}'}
+
+
+def test_chunk_copies_follow_a_changed_document(loaded) -> None:
+    """The filter columns on chunks (migration 0011) follow an in-place change of their document, and metadata
+    equality still matches values stored as JSON numbers or booleans."""
+    loaded.execute("UPDATE documents SET access_groups = '{audit}', "
+                   "metadata = metadata || '{\"year\": 2024, \"draft\": true}' WHERE uri = 'deploy.md'")
+    assert matching(loaded, ["groups=audit"]) == {"deploy.md"}
+    assert matching(loaded, ["meta.year=2024"]) == {"deploy.md"}
+    assert matching(loaded, ["meta.draft=true"]) == {"deploy.md"}
+    assert matching(loaded, ["meta.year=2025"]) == set()
+    stale = loaded.execute("SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE "
+                           "(c.source, c.uri, c.access_groups, c.metadata) IS DISTINCT FROM "
+                           "(d.source, d.uri, d.access_groups, d.metadata) OR c.author IS DISTINCT FROM d.author "
+                           "OR c.created_at IS DISTINCT FROM d.created_at").fetchone()[0]
+    assert stale == 0
