@@ -220,6 +220,7 @@ class CitewiseDataLayer(BaseDataLayer):
                       for r in conn.execute(
                           "SELECT DISTINCT ON (t.client_ref) f.id, f.value, f.comment, t.client_ref FROM feedback f "
                           "JOIN turns t ON t.id = f.turn_id WHERE t.conversation_id = %s AND t.client_ref IS NOT NULL "
+                          "AND NOT f.on_source "
                           "ORDER BY t.client_ref, f.updated_at DESC", (thread_id,))}
             steps = [_step(s, thumbs.get(s["id"])) for s in conn.execute(
                 "SELECT * FROM ui_steps WHERE thread_id = %s ORDER BY created_at, start_at", (thread_id,))]

@@ -62,7 +62,8 @@ def groups(conn: psycopg.Connection) -> list[Group]:
     rows = conn.execute(
         "SELECT DISTINCT ON (t.id) f.value, t.sampling, t.abstained, "
         "ARRAY(SELECT DISTINCT c->>'source' FROM jsonb_array_elements(t.citations) c) "
-        "FROM feedback f JOIN turns t ON t.id = f.turn_id ORDER BY t.id, f.created_at DESC").fetchall()
+        "FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE NOT f.on_source "
+        "ORDER BY t.id, f.created_at DESC").fetchall()
     counts: dict[tuple[str, str], list[int]] = {}
 
     def add(dim: str, val: str, up: bool) -> None:

@@ -28,6 +28,8 @@ ANSWERS = Counter("citewise_answers_total", "Answers given, by door", ["channel"
 ABSTENTIONS = Counter("citewise_abstentions_total", "Answers that abstained, by reason", ["reason"])
 FAILURES = Counter("citewise_answer_failures_total", "Answers that failed (LLM or database lost), by kind", ["kind"])
 THUMBS = Counter("citewise_feedback_total", "Thumbs given, by value (up, down)", ["value"])
+SOURCE_THUMBS = Counter("citewise_source_feedback_total", "Thumbs on single cited sources, by value (up, down)",
+                        ["value"])
 GATE = Counter("citewise_gate_rejections_total", "Questions the admission gate refused (503), by why", ["why"])
 
 

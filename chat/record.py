@@ -40,7 +40,7 @@ def record(services: Services, q: Question, found: Retrieved, ctx: Context, chec
                  checked.first_verified_ms),
         generated.prompt_tokens if generated else None, generated.completion_tokens if generated else None,
         checked.auto_cited, checked.abstain_reason, checked.dropped, generated.text if generated else None,
-        checked.model_cited)
+        checked.model_cited, found.retriever_version)
     with services.pool.connection() as conn:
         turn_id = record_turn(conn, q, answer, found.records(), ctx.prompt_name if asked else None)
     return replace(answer, turn_id=turn_id)
@@ -50,7 +50,8 @@ def record_failed(services: Services, q: Question, found: Retrieved, ctx: Contex
                   condense_ms: float | None, started: float) -> None:
     """A turn whose model call failed: what it streamed, and the error, so no half answer goes unrecorded."""
     failed = Answer(exc.partial, (), tuple(Citation.of(s) for s in ctx.sources), False, None, found.query,
-                    ctx.prompt_version, services.llm.model, latency=_latency(found, condense_ms, None, started))
+                    ctx.prompt_version, services.llm.model, latency=_latency(found, condense_ms, None, started),
+                    retriever_version=found.retriever_version)
     with services.pool.connection() as conn:
         record_turn(conn, q, failed, found.records(), ctx.prompt_name, status="failed",
                     error=f"{type(exc.__cause__ or exc).__name__}: {exc}")

@@ -27,7 +27,8 @@ def feedback_rows(conn: psycopg.Connection, *, down_only: bool = False, since: d
             "'source', c->'source', 'chunk_ids', c->'chunk_ids')), '[]') FROM jsonb_array_elements(t.citations) c) "
             "AS citations, COALESCE(f.sampling, t.sampling) AS sampling, t.filters, t.model, t.prompt_version "
             "FROM feedback f JOIN turns t ON t.id = f.turn_id "
-            "WHERE (NOT %(down)s OR f.value < 0) AND (%(since)s::timestamptz IS NULL OR f.created_at >= %(since)s) "
+            "WHERE NOT f.on_source AND (NOT %(down)s OR f.value < 0) "
+            "AND (%(since)s::timestamptz IS NULL OR f.created_at >= %(since)s) "
             "ORDER BY f.created_at DESC, f.id DESC LIMIT %(limit)s",
             {"down": down_only, "since": since, "limit": limit})
         return cur.fetchall()

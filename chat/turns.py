@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from chat.metrics import THUMBS
+from chat.metrics import SOURCE_THUMBS, THUMBS
 from chat.types import Answer, Question
 from retrieval.clean import plain
 
@@ -38,8 +38,10 @@ def record_turn(conn: psycopg.Connection, q: Question, answer: Answer, retrieved
         row = conn.execute(
             "INSERT INTO turns (conversation_id, user_id, channel, question, standalone_question, filters, sampling, "
             "retrieved, prompt_name, prompt_version, model, answer, citations, removed_markers, auto_cited, abstained, "
-            "abstain_reason, status, error, prompt_tokens, completion_tokens, latency, client_ref, model_output) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "abstain_reason, status, error, prompt_tokens, completion_tokens, latency, client_ref, model_output, "
+            "retriever_version) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s) "
             "RETURNING id",
             (q.conversation_id, q.user_id, q.channel, q.text, answer.standalone_question,
              json.dumps([{"field": f.field, "op": f.op, "value": f.value} for f in q.filters], default=str),
@@ -47,7 +49,7 @@ def record_turn(conn: psycopg.Connection, q: Question, answer: Answer, retrieved
              answer.prompt_version, answer.model, answer.text, json.dumps([c.to_json() for c in answer.citations]),
              answer.removed_markers, answer.auto_cited, answer.abstained, answer.abstain_reason, status, error,
              answer.prompt_tokens, answer.completion_tokens, json.dumps(answer.latency), q.client_ref,
-             answer.model_output),
+             answer.model_output, answer.retriever_version),
         ).fetchone()
     return str(row[0])
 
@@ -66,7 +68,8 @@ def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, co
                     citation: int | None = None, user_id: str | None = None, channel: str | None = None) -> int:
     """Store a thumbs up (``up``/1) or down (``down``/-1) against a turn; committed before this returns.
 
-    The turn's sampling settings are copied onto the row, so a feedback report needs no join to read them.
+    The turn's sampling settings are copied onto the row, so a feedback report needs no join to read them. A
+    ``citation`` (the source the thumb is about) is also stored as that source's own rating (:func:`rate_source`).
     """
     numeric = _value(value)
     try:
@@ -89,7 +92,44 @@ def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, co
             "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (turn_id, numeric, comment, citation, user_id, channel, json.dumps(row[0])),
         ).fetchone()[0]
+        if citation is not None:  # a thumb that names a source rates that source too (one shape for learning)
+            rate_source(conn, turn_id, citation, numeric, user_id, channel, comment)
     THUMBS.labels("up" if numeric > 0 else "down").inc()
+    return int(fid)
+
+
+def rate_source(conn: psycopg.Connection, turn_id: str, citation: int, value: str | int,
+                user_id: str | None = None, channel: str | None = None, comment: str | None = None) -> int:
+    """A thumb on one cited source: "this passage was (up) / was not (down) what I needed". Stored against the
+    turn, the source's number and the chunk it showed, so learning (``citewise learn``) reads it without guessing;
+    one per user, source and turn (a second click changes it). Every door lands here: the web UI's per-source
+    buttons, Slack's feedback modal when it names a source, the API."""
+    numeric = _value(value)
+    try:
+        turn_id = str(uuid.UUID(str(turn_id)))
+    except ValueError:
+        raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
+    if comment is not None:
+        comment = plain(comment)
+    with conn.transaction():
+        turn = conn.execute("SELECT sampling FROM turns WHERE id = %s::uuid", (turn_id,)).fetchone()
+        if turn is None:
+            raise FeedbackError(f"no turn with id {turn_id}")
+        row = conn.execute("SELECT c->'chunk_ids'->>0 FROM turns, jsonb_array_elements(citations) c "
+                           "WHERE id = %s AND (c->>'number')::int = %s", (turn_id, citation)).fetchone()
+        if row is None:
+            raise FeedbackError(f"turn {turn_id} has no citation [{citation}]")
+        existing = conn.execute("SELECT id FROM feedback WHERE turn_id = %s AND on_source AND citation = %s "
+                                "AND user_id IS NOT DISTINCT FROM %s", (turn_id, citation, user_id)).fetchone()
+        if existing:
+            conn.execute("UPDATE feedback SET value = %s, comment = COALESCE(%s, comment), updated_at = now() "
+                         "WHERE id = %s", (numeric, comment, existing[0]))
+            return int(existing[0])
+        fid = conn.execute(
+            "INSERT INTO feedback (turn_id, value, comment, citation, user_id, channel, sampling, chunk_id, "
+            "on_source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true) RETURNING id",
+            (turn_id, numeric, comment, citation, user_id, channel, json.dumps(turn[0]), row[0])).fetchone()[0]
+    SOURCE_THUMBS.labels("up" if numeric > 0 else "down").inc()
     return int(fid)
 
 
@@ -113,10 +153,12 @@ def update_feedback(conn: psycopg.Connection, feedback_id: int, value: str | int
 
 def annotate_feedback(conn: psycopg.Connection, feedback_id: int, comment: str | None, citation: int | None,
                       user_id: str | None) -> None:
-    """Add the comment (and the source it is about) to a thumb stored at the click, as Slack's modal does."""
+    """Add the comment (and the source it is about) to a thumb stored at the click, as Slack's modal does. A named
+    source also gets the thumb as its own rating (:func:`rate_source`), the shape the web UI's per-source buttons
+    store, so learning reads one shape whichever door it came through."""
     with conn.transaction():
-        row = conn.execute("SELECT turn_id FROM feedback WHERE id = %s AND user_id IS NOT DISTINCT FROM %s",
-                           (feedback_id, user_id)).fetchone()
+        row = conn.execute("SELECT turn_id, value, channel FROM feedback WHERE id = %s "
+                           "AND user_id IS NOT DISTINCT FROM %s", (feedback_id, user_id)).fetchone()
         if row is None:
             raise FeedbackError(f"no feedback {feedback_id} of yours")
         if citation is not None:
@@ -126,6 +168,8 @@ def annotate_feedback(conn: psycopg.Connection, feedback_id: int, comment: str |
                 raise FeedbackError(f"that answer has no citation [{citation}]")
         conn.execute("UPDATE feedback SET comment = %s, citation = %s, updated_at = now() WHERE id = %s",
                      (comment, citation, feedback_id))
+        if citation is not None:
+            rate_source(conn, str(row[0]), citation, int(row[1]), user_id, row[2], comment)
 
 
 def delete_feedback(conn: psycopg.Connection, feedback_id: int, user_id: str | None = None) -> bool:

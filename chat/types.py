@@ -78,6 +78,7 @@ class Answer:
     # before verification, and the sources its own markers named before repair
     model_output: str | None = None
     model_cited: tuple[int, ...] = ()
+    retriever_version: int | None = None  # the learned retriever the search used; None: the base model
 
     def to_json(self) -> dict[str, Any]:
         return {"answer": self.text, "citations": [c.to_json() for c in self.citations],

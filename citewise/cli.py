@@ -9,7 +9,7 @@ import typer
 from chat import cli as chat_cli
 from core import admin_cli
 from core import cli as core_cli
-from evals.cli import debug_app, eval_app
+from evals.cli import debug_app, eval_app, learn_cmd
 from retrieval import cli as retrieval_cli
 
 _LIBRARY_ENV = {
@@ -37,6 +37,7 @@ app.add_typer(chat_cli.feedback_app, name="feedback")
 app.add_typer(core_cli.db_app, name="db")
 app.add_typer(chat_cli.llm_app, name="llm")
 app.add_typer(eval_app, name="eval")
+app.command("learn")(learn_cmd)
 app.add_typer(admin_cli.users_app, name="users")
 app.add_typer(admin_cli.hold_app, name="hold")
 app.command()(admin_cli.forget)

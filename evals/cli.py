@@ -22,6 +22,8 @@ def retrieval(
     corpus_limit: int | None = typer.Option(None, help="Ingest only N documents plus the judged ones."),
     exact: bool = typer.Option(False, help="Exact vector search instead of HNSW."),
     half: str = typer.Option("all", help="Queries to score: tune, report (what the README reports) or all."),
+    learned_version: str = typer.Option("none", "--learned", help="Search with a learned query adapter stored in "
+                                        "the dataset's database: none, active, latest or a version number."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 on a BEIR dataset, per search mode, in an isolated database."""
@@ -36,11 +38,18 @@ def retrieval(
     embedder = load_embedder(cfg)
     with console.status("Ingesting the corpus into its isolated database (reused on later runs)…"):
         url, data = prepare(cfg, embedder, dataset, split, limit, corpus_limit, half=half)
-    results = evaluate(url, data, embedder, cfg, modes, exact=exact)  # type: ignore[arg-type]
+    from retrieval.learned import LearnError
+
+    try:
+        results = evaluate(url, data, embedder, cfg, modes, exact=exact,  # type: ignore[arg-type]
+                           learned_version=learned_version)
+    except LearnError as exc:
+        fail(str(exc))
     if as_json:
         emit_json({"dataset": str(dataset), "split": split, "results": to_json(results)})
         return
-    table = Table(title=f"{dataset.name} ({split}, {results[0].queries} queries)")
+    learned_note = "" if learned_version == "none" else f", learned {learned_version}"
+    table = Table(title=f"{dataset.name} ({split}, {results[0].queries} queries{learned_note})")
     for col in ("mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"):
         table.add_column(col)
     for r in results:
@@ -319,3 +328,69 @@ def debug_neighbors(
     for n in found:
         table.add_row(f"{n.similarity:.3f}", n.chunk_id[:12], n.source, n.title[:40], n.text[:100].replace("\n", " "))
     out.print(table)
+
+
+def learn_cmd(
+    status: bool = typer.Option(False, "--status", help="List the learned versions and the one in use."),
+    rollback: bool = typer.Option(False, "--rollback", help="Return to the version in use before this one, now."),
+    activate: int | None = typer.Option(None, "--activate", help="Put a stored version in use (skips the gate)."),
+    no_promote: bool = typer.Option(False, "--no-promote", help="Train and gate, but keep the version in use."),
+    min_pairs: int = typer.Option(50, min=10, help="Refuse to train on fewer training pairs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Learn a better retriever from feedback: collect training pairs, train a query adapter, gate it against the
+    version in use on feedback it never saw, the golden set and the replay, and promote it only if it wins."""
+    from chat.cli import open_or_exit
+    from core import db
+    from evals.learn import learn
+    from retrieval import learned
+    from retrieval.learned import LearnError
+
+    cfg = settings()
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        admin_only(cfg, conn, "learning from feedback")
+        try:
+            if status:
+                found = learned.versions(conn)
+                if as_json:
+                    emit_json(found)
+                    return
+                table = Table(title="Learned retrievers")
+                for col in ("version", "status", "created", "pairs", "held-out MRR@10 (in use → candidate)"):
+                    table.add_column(col)
+                for v in found:
+                    mrr = v["metrics"].get("held_out_mrr_at_10", {})
+                    table.add_row(str(v["version"]), v["status"], v["created_at"][:19],
+                                  str(v["training"].get("train_pairs", "")),
+                                  f"{mrr.get('in_use', '')} → {mrr.get('candidate', '')}")
+                out.print(table if found else "No learned retriever yet: searches use the base model.")
+                return
+            if rollback:
+                now = learned.rollback(conn)
+                out.print(f"Rolled back: searches now use {f'version {now}' if now else 'the base model'}.")
+                return
+            if activate is not None:
+                learned.activate(conn, activate)
+                out.print(f"Version {activate} is in use.")
+                return
+        except LearnError as exc:
+            fail(str(exc))
+    services = open_or_exit(cfg, start_llm=False)
+    try:
+        with console.status("Collecting feedback, training and gating the candidate…"):
+            outcome = learn(services, promote=not no_promote, min_pairs=min_pairs)
+    except LearnError as exc:
+        fail(str(exc))
+    finally:
+        services.close()
+    if as_json:
+        emit_json(outcome.__dict__)
+        return
+    counts = outcome.training["counts"]
+    out.print(f"Training pairs: {counts['pairs']} from {counts['turns_rated']} rated turns "
+              f"({outcome.training['train_pairs']} trained on, {outcome.training['held_out_pairs']} held out); "
+              f"positives: {counts['positive_marked_good']} sources marked good, {counts['positive_cited_up']} cited "
+              f"in turns rated up, {counts['positive_golden']} golden; negatives: {counts['negative_marked_bad']} "
+              f"marked bad, {counts['negative_retrieved_not_cited']} retrieved but not cited.")
+    out.print(f"Trained in {outcome.training['seconds']} s. Version {outcome.version}: "
+              f"{'promoted, in use now' if outcome.promoted else 'kept, not in use'} ({outcome.reason}).")

@@ -70,6 +70,7 @@ def feedback_cases(conn: psycopg.Connection) -> list[Case]:
     rows = conn.execute(
         "SELECT DISTINCT ON (t.id) t.id::text, f.value, COALESCE(t.standalone_question, t.question), t.filters, "
         "t.retrieved, t.citations, t.user_id FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE t.status = 'ok' "
+        "AND NOT f.on_source "
         "ORDER BY t.id, f.created_at DESC").fetchall()
     cases = []
     for tid, value, question, flt, retrieved, citations, user in rows:
@@ -112,7 +113,8 @@ def _filters(raw: list[dict[str, Any]]) -> list[grammar.Filter]:
     return [grammar.make(f["field"], f["op"], f["value"]) for f in raw]
 
 
-def replay(services: Services, n_sources: int | None = None) -> ReplayReport:
+def replay(services: Services, n_sources: int | None = None, use: Any = "active") -> ReplayReport:
+    """``use``: the learned retriever to replay with (chat.retrieve.retrieve's ``use``)."""
     n = n_sources or services.settings.answer.sources
     out: list[Replayed] = []
     with services.pool.connection() as conn:
@@ -121,7 +123,7 @@ def replay(services: Services, n_sources: int | None = None) -> ReplayReport:
         scopes = {c.user: grammar.Scope.of(resolve(conn, c.user) if c.user else OPERATOR,
                                            services.settings.public_ungrouped) for c in cases}
     for case in cases:
-        found = retrieve(services, case.question, scopes[case.user], _filters(case.filters), n)
+        found = retrieve(services, case.question, scopes[case.user], _filters(case.filters), n, use)
         after = [h.chunk_id for h in found.reranked]
         union = set(case.before) | set(after)
         overlap = len(set(case.before) & set(after)) / len(union) if union else 1.0

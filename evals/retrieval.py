@@ -20,6 +20,7 @@ from core.settings import Settings
 from evals import beir, stats
 from evals.isolated import isolated_database
 from evals.metrics import dedupe, mrr_at, ndcg_at, recall_at
+from retrieval import learned
 from retrieval.embed import Embedder
 from retrieval.filters import EVERYTHING
 from retrieval.ingest import IngestOptions, ingest
@@ -73,7 +74,8 @@ EVAL_MODES = ("vector", "keyword", "hybrid", RERANKED)
 
 
 def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Settings, modes: list[str],
-             exact: bool = False) -> list[ModeResult]:
+             exact: bool = False, learned_version: str = "none",
+             adapter: learned.Adapter | None = None) -> list[ModeResult]:
     """Score each mode over the dataset's queries (query embeddings computed once, shared by the modes).
 
     ``hybrid+rerank`` re-ranks the first ``settings.rerank.fetch`` hybrid hits with the configured re-ranker and
@@ -86,6 +88,10 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
     vectors = embedder.embed_batch([data.queries[q] for q in ids])
     results = []
     with db.connect(url) as conn:
+        # a learned query adapter (given, or stored in the dataset's database): queries pass through it
+        adapter = adapter or learned.resolve(conn, learned_version)
+        if adapter is not None:
+            vectors = adapter.apply(vectors)
         for mode in modes:
             scores: dict[str, list[float]] = {"ndcg": [], "r10": [], "r100": [], "mrr": []}
             latencies = []

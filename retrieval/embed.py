@@ -152,9 +152,11 @@ class CachedQueries:
 
 
 def embed_query(embedder: Embedder, text: str) -> np.ndarray:
-    """One query's embedding, from the cache when the embedder keeps one."""
-    if isinstance(embedder, CachedQueries):
-        return embedder.embed_query(text)
+    """One query's embedding, through the embedder's own query path when it has one (a cache, a learned
+    query adapter)."""
+    own = getattr(embedder, "embed_query", None)
+    if own is not None:
+        return own(text)
     return embedder.embed_batch([text])[0]
 
 
