@@ -11,6 +11,7 @@ from chainlit.types import ThreadDict
 from chat import web
 from chat.frontdesk import Rejected, Request, Token
 from chat.render_web import answer_markdown, chip, source_page, welcome_markdown
+from chat.turns import FeedbackError, rate_source
 from chat.web_settings import Choices, PanelError, apply, defaults, widgets
 from retrieval import store
 
@@ -99,6 +100,44 @@ async def _say(reply: cl.Message, text: str, streamed: bool) -> None:
     await (reply.update() if streamed else reply.send())
 
 
+RATE_SOURCE = "rate_source"
+
+
+def _rating_buttons(turn_id: str | None, listed: list) -> list[cl.Action]:
+    """A 👍/👎 pair per cited source: "this passage was / was not what I needed" (what ``citewise learn`` learns
+    from). Under the answer, beside its Sources list: Chainlit links a side-panel element to its chip by name, so
+    the panel itself cannot hold buttons without losing that link."""
+    if turn_id is None:
+        return []
+    return [cl.Action(name=RATE_SOURCE, payload={"turn": turn_id, "number": c.number, "value": value},
+                      label=f"{'👍' if value > 0 else '👎'} [{c.number}]",
+                      tooltip=f"[{c.number}] {'was' if value > 0 else 'was not'} what I needed")
+            for c in listed for value in (1, -1)]
+
+
+@cl.action_callback(RATE_SOURCE)
+async def _on_rate_source(action: cl.Action) -> None:
+    user = cl.user_session.get("user")
+    thread = cl.context.session.thread_id
+    number, value = int(action.payload["number"]), int(action.payload["value"])
+
+    def store() -> None:
+        with web.current().desk.services.pool.connection() as conn:
+            row = conn.execute("SELECT conversation_id FROM turns WHERE id = %s::uuid",
+                               (str(action.payload["turn"]),)).fetchone()
+            if row is None or row[0] != thread:  # only the answers of this conversation
+                raise FeedbackError("that answer is not in this conversation")
+            rate_source(conn, str(action.payload["turn"]), number, value, user.identifier if user else None, "web")
+
+    try:
+        await asyncio.to_thread(store)
+    except (FeedbackError, ValueError) as exc:
+        await cl.context.emitter.send_toast(f"Rating not stored: {exc}", "error")
+        return
+    verdict = "was what you needed" if value > 0 else "was not what you needed"
+    await cl.context.emitter.send_toast(f"Thanks: source [{number}] {verdict}.", "success")
+
+
 @cl.on_message
 async def _on_message(message: cl.Message) -> None:
     ctx = web.current()
@@ -130,5 +169,7 @@ async def _on_message(message: cl.Message) -> None:
     reply.content = text
     reply.elements = [cl.Text(name=chip(c.number), content=source_page(c, answer.text), display="side")
                       for c in listed]
+    if not answer.abstained:
+        reply.actions = _rating_buttons(answer.turn_id, listed)
     await ctx.data_layer.link_sources({e.id: c.document_id for e, c in zip(reply.elements, listed, strict=True)})
     await reply.update()

@@ -1,4 +1,5 @@
-"""Settings vs. outcomes: the thumbs-up rate by preset, sampling buckets, cited source and abstention.
+"""Settings vs. outcomes: the thumbs-up rate by preset, sampling buckets, cited source and abstention, and the
+rates of single passages users rated (per source and per document).
 
 Each turn counts once, with its latest thumb. Rates carry Wilson 95% intervals, so a bucket of three votes reads as
 the guess it is.
@@ -79,6 +80,13 @@ def groups(conn: psycopg.Connection) -> list[Group]:
         add("abstained", "yes" if abstained else "no", up)
         for src in sources or ["(none cited)"]:
             add("source", src, up)
+    # thumbs on single sources ("this passage was / was not what I needed"): each user's latest, per source
+    for value, source, title in conn.execute(
+            "SELECT f.value, c->>'source', COALESCE(NULLIF(c->>'title', ''), c->>'uri') FROM feedback f "
+            "JOIN turns t ON t.id = f.turn_id, jsonb_array_elements(t.citations) c "
+            "WHERE f.on_source AND (c->>'number')::int = f.citation"):
+        add("rated passages by source", source, value > 0)
+        add("rated passages by document", title, value > 0)
     return [Group(d, v, n, u) for (d, v), (n, u) in sorted(counts.items())]
 
 

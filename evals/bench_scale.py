@@ -22,8 +22,11 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import types
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,9 +43,9 @@ from evals import beir, stats
 from evals.isolated import isolated_database
 from evals.metrics import dedupe, ndcg_at
 from evals.retrieval import prepare
-from retrieval import filters, search
+from retrieval import filters
 from retrieval.embed import LocalEmbedder
-from retrieval.filters import EVERYTHING, compile_filters
+from retrieval.filters import EVERYTHING
 from retrieval.search import search_vector
 
 FILTERS = {"none": [], "50%": ["source in shard0,shard1,shard2,shard3,shard4"], "10%": ["source=shard3"],
@@ -51,6 +54,10 @@ _INDEXES = {  # dropped for the bulk load, rebuilt and timed after it
     "chunks_embedding_hnsw": "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)",
     "chunks_terms_idx": "USING gin (keyword_terms)",
     "chunks_source_idx": "(source)",
+    "chunks_uri_idx": "(uri)",
+    "chunks_author_idx": "(author)",
+    "chunks_created_idx": "(created_at)",
+    "chunks_updated_idx": "(updated_at)",
     "chunks_groups_idx": "USING gin (access_groups)",
     "chunks_metadata_idx": "USING gin (metadata jsonb_path_ops)",
 }
@@ -114,35 +121,39 @@ def build(base_url: str, base: dict, n: int) -> tuple[str, dict]:
     return url, timings
 
 
-@contextlib.contextmanager
-def old_statement() -> Iterator[None]:
-    """The statement before migration 0011: the filter on ``documents``, joined as a list of allowed ids."""
-    current = search._statement
+OLD_REV = "bb0268d"  # the last revision before this round's search changes
+OLD_DEFAULTS = {"ef_search": 100, "keyword_postings": 20_000}  # its search defaults
 
-    def old(flts: list, scope) -> tuple[sql.Composable, dict]:
-        predicate, params = compile_filters(flts, scope)
-        text = search._QUERY.replace("WITH q AS (", "WITH allowed AS MATERIALIZED (\n"
-                                     "    SELECT d.id FROM documents d WHERE {dfilter}\n), q AS (", 1)
-        restricted = bool(flts) or not scope.everything
-        inside = sql.SQL("c.document_id IN (SELECT id FROM allowed)") if restricted else sql.SQL("TRUE")
-        return sql.SQL(text).format(dfilter=predicate, filter=inside), params
 
-    search._statement = old
-    try:
-        yield
-    finally:
-        search._statement = current
+def old_search(rev: str = OLD_REV) -> Callable[..., list]:
+    """``search_vector`` as it was at ``rev`` (its statement and its filter compiler, loaded from git as modules of
+    their own), to run the old code path on the same database in the same run."""
+    root = Path(__file__).resolve().parents[1]
+
+    def module(path: str) -> types.ModuleType:
+        source = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True, check=True,
+                                cwd=root).stdout
+        mod = types.ModuleType(f"old_{Path(path).stem}")
+        sys.modules[mod.__name__] = mod  # dataclasses look their module up
+        exec(compile(source, f"{rev}:{path}", "exec"), mod.__dict__)
+        return mod
+
+    old_filters = module("retrieval/filters.py")
+    old = module("retrieval/search.py")
+    old.compile_filters = old_filters.compile_filters
+    old.filters_module = old_filters
+    return old.search_vector
 
 
 def latencies(url: str, queries: list[str], qvecs: np.ndarray, embed_ms: list[float], exprs: list[str],
-              cfg: SearchSettings, old: bool = False) -> dict:
+              cfg: SearchSettings, fn: Callable[..., list] = search_vector) -> dict:
     parsed = filters.parse_all(exprs)
     took = []
-    with db.connect(url) as conn, (old_statement() if old else contextlib.nullcontext()):
-        search_vector(conn, queries[0], qvecs[0], scope=EVERYTHING, k=10, filters=parsed, cfg=cfg)  # warm
+    with db.connect(url) as conn:
+        fn(conn, queries[0], qvecs[0], scope=EVERYTHING, k=10, filters=parsed, cfg=cfg)  # warm
         for q, v in zip(queries, qvecs, strict=True):
             t = time.perf_counter()
-            search_vector(conn, q, v, scope=EVERYTHING, k=10, filters=parsed, cfg=cfg)
+            fn(conn, q, v, scope=EVERYTHING, k=10, filters=parsed, cfg=cfg)
             took.append((time.perf_counter() - t) * 1000)
     return {"search_only": stats.latency(took, "_ms"),
             "with_embedding": stats.latency([a + b for a, b in zip(took, embed_ms, strict=True)], "_ms")}
@@ -167,24 +178,27 @@ def recall(url: str, queries: list[str], qvecs: np.ndarray, cfg: SearchSettings,
 
 
 def keyword_budget(url: str, queries: list[str], qvecs: np.ndarray, cfg: SearchSettings, budgets: list[int]) -> dict:
-    """Keyword-side top-10 at each postings budget against the unbounded keyword ranking."""
+    """Keyword-side top-10 at each postings budget against the unbounded keyword ranking. Recall counts a hit
+    by score (at least the unbounded ranking's 10th BM25 score): copies of one text tie, and which tied copy comes
+    back is arbitrary, not a miss."""
     out: dict = {}
     with db.connect(url) as conn:
-        def run(budget: int) -> tuple[list[set[str]], list[float]]:
+        def run(budget: int) -> tuple[list[list[float]], list[float]]:
             c = SearchSettings(**{**cfg.__dict__, "keyword_postings": budget})
-            sets, took = [], []
+            scores, took = [], []
             for q, v in zip(queries, qvecs, strict=True):
                 t = time.perf_counter()
-                sets.append({h.chunk_id for h in search_vector(conn, q, v, scope=EVERYTHING, k=10, mode="keyword",
-                                                               cfg=c)})
+                hits = search_vector(conn, q, v, scope=EVERYTHING, k=10, mode="keyword", cfg=c)
                 took.append((time.perf_counter() - t) * 1000)
-            return sets, took
+                scores.append([h.keyword_score or 0.0 for h in hits])
+            return scores, took
         full, full_ms = run(10**9)
         out["unbounded"] = stats.latency(full_ms, "_ms")
         for b in budgets:
-            sets, took = run(b)
-            overlap = statistics.fmean(len(a & f) / max(1, len(f)) for a, f in zip(sets, full, strict=True))
-            out[str(b)] = {"recall_at_10_vs_unbounded": round(overlap, 4), **stats.latency(took, "_ms")}
+            got, took = run(b)
+            recall = statistics.fmean(
+                sum(s >= f[-1] - 1e-6 for s in g[:10]) / len(f) for g, f in zip(got, full, strict=True) if f)
+            out[str(b)] = {"recall_at_10_vs_unbounded": round(recall, 4), **stats.latency(took, "_ms")}
     return out
 
 
@@ -315,13 +329,15 @@ def measure(url: str, n: int, queries: list[str], qvecs: np.ndarray, embed_ms: l
         exprs = FILTERS[sel]
         r["search"]["new"][sel] = latencies(url, queries, qvecs, embed_ms, exprs, cfg)
         m = args.old_queries
-        r["search"]["old"][sel] = latencies(url, queries[:m], qvecs[:m], embed_ms[:m], exprs, cfg, old=True)
+        old_cfg = SearchSettings(**{**cfg.__dict__, **OLD_DEFAULTS})
+        r["search"]["old"][sel] = latencies(url, queries[:m], qvecs[:m], embed_ms[:m], exprs, old_cfg,
+                                            old_search(args.old_rev))
         print(f"  {n}: {sel} new {r['search']['new'][sel]['search_only']} old "
               f"{r['search']['old'][sel]['search_only']}", flush=True)
     r["recall"] = recall(url, queries[: args.recall_queries], qvecs[: args.recall_queries], cfg, [100, 200, 400])
     print(f"  {n}: recall {r['recall']}", flush=True)
     m = args.recall_queries
-    r["keyword_budget"] = keyword_budget(url, queries[:m], qvecs[:m], cfg, [5_000, 20_000, 100_000])
+    r["keyword_budget"] = keyword_budget(url, queries[:m], qvecs[:m], cfg, [2_000, 5_000, 20_000, 100_000])
     r["sizes"] = sizes(url)
     r["server_memory_mb"] = server_memory_mb()
     return r
@@ -338,6 +354,8 @@ def main() -> None:
                         help="compare binary quantization at the largest size")
     parser.add_argument("--out", type=Path, default=Path("reports/scale"))
     parser.add_argument("--keep", action="store_true", help="keep the synthetic databases")
+    parser.add_argument("--reuse", action="store_true", help="measure kept synthetic databases without rebuilding")
+    parser.add_argument("--old-rev", default=OLD_REV, help="the revision whose search is the 'old' column")
     args = parser.parse_args()
     settings = Settings.from_env()
     cfg = settings.search
@@ -362,7 +380,7 @@ def main() -> None:
     big = None
     for n in [int(s) for s in args.sizes.split(",") if s]:
         print(f"building {n} chunks", flush=True)
-        big, timings = build(base_url, _base(url), n)
+        big, timings = reused(base_url, n) if args.reuse else build(base_url, _base(url), n)
         print(f"  built: {timings}", flush=True)
         results.append(measure(big, n, queries, qvecs, embed_ms, cfg, args, timings))
         if not args.keep and n != int(args.sizes.split(",")[-1]):
@@ -381,6 +399,15 @@ def main() -> None:
     (args.out / "scale.json").write_text(json.dumps(out, indent=2))
     plot(results, args.out)
     print(json.dumps(out, indent=2))
+
+
+def reused(base_url: str, n: int) -> tuple[str, dict]:
+    """A kept synthetic database of ``n`` chunks (``--keep`` on an earlier run); its build times are that run's."""
+    url = urlunsplit(urlsplit(base_url)._replace(path=f"/citewise_bench_scale_{n}"))
+    with db.connect(url) as conn:
+        if conn.execute("SELECT count(*) FROM chunks").fetchone()[0] != n:
+            raise SystemExit(f"the kept database for {n} chunks is incomplete; run without --reuse")
+    return url, {"reused": True}
 
 
 def _drop(base_url: str, url: str) -> None:

@@ -52,12 +52,15 @@ vec AS (
     LIMIT %(n_vector)s
 ),
 kw AS (
-    SELECT c.id, row_number() OVER (ORDER BY c.keyword_vec <#> q.vec) AS rank,
-           -(c.keyword_vec <#> q.vec) AS score
-    FROM chunks c CROSS JOIN q
-    WHERE q.vec IS NOT NULL AND c.keyword_terms && (SELECT terms FROM probe) AND {filter}
-    ORDER BY c.keyword_vec <#> q.vec
-    LIMIT %(n_keyword)s
+    -- the inner query keeps only (id, score) through its top-n sort, so the sort stays a small in-memory heap
+    -- however many postings match (carrying whole rows made it spill to disk at 200k chunks)
+    SELECT s.id, row_number() OVER (ORDER BY s.d) AS rank, -s.d AS score FROM (
+        SELECT c.id, c.keyword_vec <#> q.vec AS d
+        FROM chunks c CROSS JOIN q
+        WHERE q.vec IS NOT NULL AND c.keyword_terms && (SELECT terms FROM probe) AND {filter}
+        ORDER BY d
+        LIMIT %(n_keyword)s
+    ) s
 ),
 fused AS (
     SELECT coalesce(vec.id, kw.id) AS id, vec.rank AS vector_rank, kw.rank AS keyword_rank,
@@ -89,6 +92,15 @@ def _statement(filters: list[Filter], scope: Scope) -> tuple[sql.Composable, dic
     return sql.SQL(_QUERY).format(filter=predicate), params
 
 
+def _matching(conn: psycopg.Connection, filters: list[Filter], scope: Scope, cap: int) -> int:
+    """How many chunks the filter and scope let through, counted up to ``cap`` (through the filter columns'
+    indexes when selective, stopping at ``cap`` when not): a few milliseconds that choose the plan."""
+    predicate, params = compile_filters(filters, scope, table="c")
+    params["cap"] = cap
+    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {} LIMIT %(cap)s) s").format(predicate)
+    return int(conn.execute(query, params).fetchone()[0])
+
+
 def search_vector(
     conn: psycopg.Connection,
     query: str,
@@ -118,7 +130,10 @@ def search_vector(
         w_vector=cfg.vector_weight, w_keyword=cfg.keyword_weight, rrf_k=cfg.rrf_k, k=k,
         postings=cfg.keyword_postings,
     )
+    restricted = bool(filters) or not scope.everything
     with conn.transaction():
+        if restricted and not exact and mode != "keyword" and cfg.exact_filter_below:
+            exact = _matching(conn, filters, scope, cfg.exact_filter_below) < cfg.exact_filter_below
         # ef_search never below the candidates asked for; iterative scans keep filtered searches from coming up
         # short (plain HNSW post-filters its ef_search candidates).
         conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(max(cfg.ef_search, n), 1000)),))
@@ -126,7 +141,7 @@ def search_vector(
         if exact:
             conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
         rows = conn.execute(statement, params).fetchall()
-        if (filters or not scope.everything) and len(rows) < k and not exact and mode != "keyword":
+        if restricted and len(rows) < k and not exact and mode != "keyword":
             # max_scan_tuples can stop an iterative scan before it finds enough matches under a very selective
             # filter; an exact scan over the (few) matching chunks is then both correct and cheap.
             conn.execute("SELECT set_config('enable_indexscan', 'off', true)")

@@ -137,14 +137,25 @@ def test_browser_flow_settings_citations_feedback_history_and_privacy(server, br
     with _db(demo_db) as conn:
         row = conn.execute(
             "SELECT f.value, f.comment, f.user_id, f.channel, f.sampling, t.user_id, t.channel, t.sampling, "
-            "t.filters, t.question, t.conversation_id, t.id FROM feedback f JOIN turns t ON t.id = f.turn_id"
-        ).fetchone()
+            "t.filters, t.question, t.conversation_id, t.id FROM feedback f JOIN turns t ON t.id = f.turn_id "
+            "WHERE NOT f.on_source").fetchone()
     assert row is not None, "the thumbs-down was not stored"
     value, comment, f_user, f_channel, f_sampling, t_user, t_channel, t_sampling, t_filters, question, thread, _ = row
     assert (value, comment, f_user, f_channel) == (-1, "cited the table, I wanted the PDF limits", "alice", "web")
     assert question == QUESTION and t_user == "alice" and t_channel == "web"
     assert f_sampling["temperature"] == t_sampling["temperature"] == 0.3 and t_sampling["preset"] == "custom"
     assert t_filters == [{"field": "source", "op": "in", "value": ["handbook"]}]
+
+    # a thumb on one source ("this passage was what I needed"), stored against the turn and the chunk it showed
+    page.get_by_role("button", name=f"👍 {chip}").last.click()
+    page.get_by_text(f"source {chip} was what you needed").wait_for()
+    with _db(demo_db) as conn:
+        rated = conn.execute("SELECT f.value, f.user_id, f.channel, f.citation, f.chunk_id, t.citations "
+                             "FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE f.on_source").fetchall()
+    assert len(rated) == 1
+    value, r_user, r_channel, number, chunk_id, citations = rated[0]
+    assert (value, r_user, r_channel, f"[{number}]") == (1, "alice", "web", chip)
+    assert chunk_id == next(c["chunk_ids"][0] for c in citations if c["number"] == number)
 
     # a new chat, then reopen the first thread from history and ask a follow-up that depends on it
     page.click("#new-chat-button")

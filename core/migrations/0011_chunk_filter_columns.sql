@@ -23,9 +23,13 @@ ALTER TABLE chunks ALTER COLUMN source SET NOT NULL,
                    ALTER COLUMN metadata SET NOT NULL,
                    ALTER COLUMN metadata SET DEFAULT '{}';
 
--- For filters too selective for a graph walk (under ~1% of chunks) the planner reads the matching chunks from
--- these instead and ranks them exactly.
+-- For filters too selective for a graph walk (fewer matching chunks than CITEWISE_EXACT_FILTER_BELOW) the search
+-- reads the matching chunks through these and ranks them exactly (retrieval/search.py).
 CREATE INDEX IF NOT EXISTS chunks_source_idx ON chunks (source);
+CREATE INDEX IF NOT EXISTS chunks_uri_idx ON chunks (uri);
+CREATE INDEX IF NOT EXISTS chunks_author_idx ON chunks (author);
+CREATE INDEX IF NOT EXISTS chunks_created_idx ON chunks (created_at);
+CREATE INDEX IF NOT EXISTS chunks_updated_idx ON chunks (updated_at);
 CREATE INDEX IF NOT EXISTS chunks_groups_idx ON chunks USING gin (access_groups);
 CREATE INDEX IF NOT EXISTS chunks_metadata_idx ON chunks USING gin (metadata jsonb_path_ops);
 
