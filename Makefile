@@ -71,17 +71,19 @@ eval: install
 		--squad ../shared/data/xquad/xquad.en.dev.json --limit 40 --seed 0 --out reports/latest
 	$(VENV)/bin/citewise eval calibrate --dataset ../shared/data/xquad/xquad.en.dev.json --half tune
 
-## Benchmarks that print figures (ingest throughput, search latency, the request path's own overhead, answers,
-## one ingest worker against two, search on a read replica against the primary).
+## Benchmarks that print figures (ingest throughput in fp32 and bf16, search latency and recall from SciFact's size to
+## a million chunks with the old revision's search side by side, the request path's own overhead, answers, one
+## ingest worker against two, search on a read replica against the primary, the learning-from-feedback proof).
 ## OLD=path/to/another/checkout adds that tree's request-path figures side by side in the same run.
 bench: install
 	OPENBLAS_NUM_THREADS=1 $(PY) evals/bench_paths.py --scifact ../shared/data/scifact $(if $(OLD),--old $(OLD))
 	$(PY) -m evals.bench_ingest --dataset ../shared/data/scifact
-	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_search --dataset ../shared/data/scifact
+	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_scale --dataset ../shared/data/scifact --sizes 200000,1000000
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_answers --dataset ../shared/data/xquad/xquad.en.dev.json
 	$(PY) -m evals.bench_workers --dataset ../shared/data/scifact
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_replica --dataset ../shared/data/scifact
 	$(PY) -m evals.bench_query_cache --dataset ../shared/data/scifact
+	$(PY) -m evals.learn_proof --dataset ../shared/data/scifact --xquad ../shared/data/xquad/xquad.en.dev.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

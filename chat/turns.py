@@ -64,6 +64,16 @@ def _value(value: str | int) -> int:
     return numeric
 
 
+def _checked(value: str | int, turn_id: str, comment: str | None) -> tuple[int, str, str | None]:
+    """A thumb's value, turn id and comment as stored, or FeedbackError naming what is wrong."""
+    try:
+        turn_id = str(uuid.UUID(str(turn_id)))
+    except ValueError:
+        raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
+    # PostgreSQL text cannot hold a NUL or a lone surrogate
+    return _value(value), turn_id, None if comment is None else plain(comment)
+
+
 def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, comment: str | None = None,
                     citation: int | None = None, user_id: str | None = None, channel: str | None = None) -> int:
     """Store a thumbs up (``up``/1) or down (``down``/-1) against a turn; committed before this returns.
@@ -71,13 +81,7 @@ def record_feedback(conn: psycopg.Connection, turn_id: str, value: str | int, co
     The turn's sampling settings are copied onto the row, so a feedback report needs no join to read them. A
     ``citation`` (the source the thumb is about) is also stored as that source's own rating (:func:`rate_source`).
     """
-    numeric = _value(value)
-    try:
-        turn_id = str(uuid.UUID(str(turn_id)))
-    except ValueError:
-        raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
-    if comment is not None:
-        comment = plain(comment)  # PostgreSQL text cannot hold a NUL or a lone surrogate
+    numeric, turn_id, comment = _checked(value, turn_id, comment)
     with conn.transaction():
         row = conn.execute("SELECT sampling FROM turns WHERE id = %s::uuid", (turn_id,)).fetchone()
         if row is None:
@@ -104,13 +108,7 @@ def rate_source(conn: psycopg.Connection, turn_id: str, citation: int, value: st
     turn, the source's number and the chunk it showed, so learning (``citewise learn``) reads it without guessing;
     one per user, source and turn (a second click changes it). Every door lands here: the web UI's per-source
     buttons, Slack's feedback modal when it names a source, the API."""
-    numeric = _value(value)
-    try:
-        turn_id = str(uuid.UUID(str(turn_id)))
-    except ValueError:
-        raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
-    if comment is not None:
-        comment = plain(comment)
+    numeric, turn_id, comment = _checked(value, turn_id, comment)
     with conn.transaction():
         turn = conn.execute("SELECT sampling FROM turns WHERE id = %s::uuid", (turn_id,)).fetchone()
         if turn is None:

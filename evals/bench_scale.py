@@ -1,4 +1,5 @@
 """Search at scale: how latency, recall, build time, size and memory grow from SciFact's 11k chunks to a million.
+(It replaces the earlier bench_search, which measured SciFact and one 200k index.)
 
     OPENBLAS_NUM_THREADS=1 python -m evals.bench_scale --dataset ../shared/data/scifact --sizes 200000,1000000
 
