@@ -92,7 +92,7 @@ def train(queries: np.ndarray, positives: np.ndarray, negatives: list[np.ndarray
         loss = loss + cfg.identity_weight * ((w - eye) ** 2).sum()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     weights = w.detach().numpy().astype(np.float32)
     return weights, {"pairs": len(q), "epochs": cfg.epochs, "learning_rate": cfg.learning_rate,
                      "temperature": cfg.temperature, "identity_weight": cfg.identity_weight,
