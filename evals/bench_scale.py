@@ -335,7 +335,8 @@ def measure(url: str, n: int, queries: list[str], qvecs: np.ndarray, embed_ms: l
                                             old_search(args.old_rev))
         print(f"  {n}: {sel} new {r['search']['new'][sel]['search_only']} old "
               f"{r['search']['old'][sel]['search_only']}", flush=True)
-    r["recall"] = recall(url, queries[: args.recall_queries], qvecs[: args.recall_queries], cfg, [100, 200, 400])
+    r["recall"] = recall(url, queries[: args.recall_queries], qvecs[: args.recall_queries], cfg,
+                         [100, 200, 400, 1000])
     print(f"  {n}: recall {r['recall']}", flush=True)
     m = args.recall_queries
     r["keyword_budget"] = keyword_budget(url, queries[:m], qvecs[:m], cfg, [2_000, 5_000, 20_000, 100_000])

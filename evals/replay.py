@@ -69,14 +69,16 @@ class ReplayReport:
 def feedback_cases(conn: psycopg.Connection) -> list[Case]:
     rows = conn.execute(
         "SELECT DISTINCT ON (t.id) t.id::text, f.value, COALESCE(t.standalone_question, t.question), t.filters, "
-        "t.retrieved, t.citations, t.user_id FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE t.status = 'ok' "
-        "AND NOT f.on_source "
+        "t.retrieved, t.citations, t.user_id, "
+        "ARRAY(SELECT b.citation FROM feedback b WHERE b.turn_id = t.id AND b.on_source AND b.value < 0) "
+        "FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE t.status = 'ok' AND NOT f.on_source "
         "ORDER BY t.id, f.created_at DESC").fetchall()
     cases = []
-    for tid, value, question, flt, retrieved, citations, user in rows:
+    for tid, value, question, flt, retrieved, citations, user, rated_bad in rows:
         before = tuple(r["chunk_id"] for r in sorted((r for r in retrieved if r.get("rerank_rank")),
                                                      key=lambda r: r["rerank_rank"]))
-        cited = tuple(cid for c in citations for cid in c["chunk_ids"])
+        # an up-voted answer must keep what it cited, except the sources its readers said were not what they needed
+        cited = tuple(cid for c in citations if c["number"] not in rated_bad for cid in c["chunk_ids"])
         cases.append(Case(tid, int(value), question, flt, before, cited if value > 0 else (), user))
     return cases
 

@@ -248,9 +248,15 @@ def test_buttons_store_feedback_and_thumbs_down_asks_what_was_wrong(stack, demo_
                                                                         "selected_option": {"value": "1"}}}}}}})
     assert submit.status_code == 200
     with db(demo_db) as conn:
-        rows = conn.execute("SELECT value, comment, citation, user_id FROM feedback WHERE turn_id = %s ORDER BY id",
-                            (turn,)).fetchall()
+        rows = conn.execute("SELECT value, comment, citation, user_id FROM feedback WHERE turn_id = %s "
+                            "AND NOT on_source ORDER BY id", (turn,)).fetchall()
+        rated = conn.execute(
+            "SELECT f.value, f.citation, f.user_id, f.channel, f.chunk_id = (SELECT c->'chunk_ids'->>0 FROM "
+            "jsonb_array_elements(t.citations) c WHERE (c->>'number')::int = f.citation) FROM feedback f "
+            "JOIN turns t ON t.id = f.turn_id WHERE f.turn_id = %s AND f.on_source", (turn,)).fetchall()
     assert rows == [(1, None, None, "U2"), (-1, "wrong section", 1, "U2")]
+    # the source the modal named is rated in the shape the web UI's per-source buttons store
+    assert rated == [(-1, 1, "U2", "slack", True)]
 
 
 def test_bad_or_stale_signatures_get_401_and_nothing_happens(stack) -> None:

@@ -184,8 +184,11 @@ def test_learn_end_to_end_on_simulated_feedback(scifact_slice, settings, embedde
     counts = outcome.training["counts"]
     assert counts["turns_rated"] == made and counts["positive_marked_good"] > 0 and counts["negative_marked_bad"] > 0
     assert outcome.training["train_pairs"] + outcome.training["held_out_pairs"] == counts["pairs"]
-    mrr = outcome.metrics["held_out_mrr_at_10"]
-    assert outcome.promoted == (mrr["candidate"] > mrr["in_use"] and not outcome.metrics["golden_failed"]["candidate"])
+    m = outcome.metrics
+    gate = (m["held_out_mrr_at_10"]["candidate"] > m["held_out_mrr_at_10"]["in_use"]
+            and m["golden_failed"]["candidate"] <= m["golden_failed"]["in_use"]
+            and m["replay_regressions"]["candidate"] <= m["replay_regressions"]["in_use"] + 1)
+    assert outcome.promoted == gate, outcome.reason
     import psycopg
 
     with psycopg.connect(eval_url, autocommit=True) as c:
