@@ -4,7 +4,8 @@ The gate compares the candidate with the version in use (the base model when non
 trained on: the held-out fifth of the feedback pairs (split by turn), the golden set and the feedback replay. It
 promotes only when the held-out pairs rank their good passage higher (MRR@10 gain above zero) and nothing regresses
 beyond its bound: held-out MRR is the gain itself, golden cases failing may not rise, up-voted turns losing a cited
-passage in the replay may rise by at most ``REPLAY_SLACK`` of them. Rejected candidates stay stored, with metrics.
+passage in the replay may rise by at most ``REPLAY_SLACK_SHARE`` of the up-voted turns (at least one). Rejected
+candidates stay stored, with metrics.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from retrieval.learned import Adapter, LearnError, Pair, TrainSettings
 # about 50 rated turns, and with a fifth held out, 50 pairs leave ~10 held-out cases, where one case moves MRR by
 # 0.1: a gate on fewer could neither see a gain nor catch a regression.
 MIN_PAIRS = 50
-REPLAY_SLACK = 1  # up-voted turns that may newly lose a cited passage (ties and near-ties flip)
+# Up-voted turns that may newly lose a cited passage: 2% of them, at least one (near-ties flip whenever the ranking
+# moves). It was an absolute 1 at first; on the SciFact simulation that rejected a candidate whose held-out MRR@10
+# rose 0.526 -> 0.561 because 4 more of 361 up-voted turns lost a cited source, and an absolute bound blocks
+# learning for good as ratings accumulate.
+REPLAY_SLACK_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -94,19 +99,20 @@ def learn(services: Services, *, promote: bool = True, cfg: TrainSettings | None
                      "based_on": current.version if current else None})
     before_mrr, after_mrr = held_out_mrr(services, held, current), held_out_mrr(services, held, candidate)
     before, after = replay(services, use=current), replay(services, use=candidate)
+    slack = max(1, int(REPLAY_SLACK_SHARE * after.up))
     metrics = {"held_out_mrr_at_10": {"in_use": round(before_mrr, 4), "candidate": round(after_mrr, 4)},
                "golden_failed": {"in_use": before.golden_failed, "candidate": after.golden_failed,
                                  "cases": after.golden},
                "replay_regressions": {"in_use": before.regressions, "candidate": after.regressions,
                                       "up_voted": after.up},
                "bounds": {"held_out_mrr_gain": "> 0", "golden_failed": "no rise",
-                          "replay_regressions": f"rise <= {REPLAY_SLACK}"}}
+                          "replay_regressions": f"rise <= {slack} (2% of up-voted turns)"}}
     reasons = []
     if after_mrr <= before_mrr:
         reasons.append(f"held-out MRR@10 {after_mrr:.4f} does not beat {before_mrr:.4f}")
     if after.golden_failed > before.golden_failed:
         reasons.append(f"golden cases failing rose {before.golden_failed} -> {after.golden_failed}")
-    if after.regressions > before.regressions + REPLAY_SLACK:
+    if after.regressions > before.regressions + slack:
         reasons.append(f"replay regressions rose {before.regressions} -> {after.regressions}")
     passed = not reasons
     with services.pool.connection() as conn:

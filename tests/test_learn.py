@@ -187,7 +187,8 @@ def test_learn_end_to_end_on_simulated_feedback(scifact_slice, settings, embedde
     m = outcome.metrics
     gate = (m["held_out_mrr_at_10"]["candidate"] > m["held_out_mrr_at_10"]["in_use"]
             and m["golden_failed"]["candidate"] <= m["golden_failed"]["in_use"]
-            and m["replay_regressions"]["candidate"] <= m["replay_regressions"]["in_use"] + 1)
+            and m["replay_regressions"]["candidate"] <= m["replay_regressions"]["in_use"]
+            + max(1, int(0.02 * m["replay_regressions"]["up_voted"])))
     assert outcome.promoted == gate, outcome.reason
     import psycopg
 
