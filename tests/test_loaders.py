@@ -145,3 +145,13 @@ def test_walk_is_recursive_sorted_and_survives_symlink_loops(tmp_path: Path) -> 
     assert sorted(names) == ["a/deep/y.txt", "a/x.md", "b.md"]
     [missing] = list(iter_files([tmp_path / "nope"]))
     assert isinstance(missing, LoadFailure) and "no such file" in missing.reason
+
+
+def test_the_demo_corpus_holds_only_files_citewise_ingests() -> None:
+    """`make run` ingests docs/ as the demo corpus and exits 1 on any file it cannot read (benchmark figures put
+    there once did exactly that); figures belong under evals/figures/."""
+    from retrieval.loaders import SUPPORTED
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    strays = [p for p in docs.rglob("*") if p.is_file() and p.suffix.lower() not in SUPPORTED]
+    assert not strays, strays
