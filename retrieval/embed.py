@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.settings import EmbeddingSettings
+from core.settings import PRECISIONS, EmbeddingSettings
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 
@@ -61,8 +61,8 @@ class LocalEmbedder:
         self.dim = int(self._model.get_embedding_dimension())
         self.batch_size = batch_size
         self.max_seq_length = int(self._model.max_seq_length)
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"unknown embedding precision {precision!r}; expected auto, fp32 or bf16")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown embedding precision {precision!r}; expected {', '.join(PRECISIONS)}")
         self.precision = ("bf16" if native_bf16() else "fp32") if precision == "auto" else precision
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:

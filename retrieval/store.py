@@ -23,6 +23,11 @@ _LOCK_MODEL = 8317002
 _LOCK_REWEIGHT = 8317004
 
 
+def _metadata_json(metadata: dict) -> str:
+    """Metadata as stored: dates and other non-JSON values as their text, on documents and chunks alike."""
+    return json.dumps(metadata, default=str)
+
+
 class ModelMismatchError(RuntimeError):
     """The stored embeddings come from another model than the configured one."""
 
@@ -136,7 +141,7 @@ def write(
                 "metadata, char_count, pii_counts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO NOTHING",
                 (d.id, d.source, d.uri, d.title, d.author, d.created_at, d.updated_at, list(d.groups),
-                 json.dumps(d.metadata, default=str), len(d.text), json.dumps(p.pii_counts)),
+                 _metadata_json(d.metadata), len(d.text), json.dumps(p.pii_counts)),
             )
         with conn.cursor().copy(
             "COPY chunks (id, document_id, ordinal, text, text_hash, token_count, char_start, char_end, "
@@ -152,7 +157,7 @@ def write(
                 d = p.document
                 # the document's filterable fields, copied so filtered searches test the chunk row alone
                 copied = (d.source, d.uri, d.author, d.created_at, d.updated_at, list(d.groups),
-                          Jsonb(json.loads(json.dumps(d.metadata, default=str))))
+                          Jsonb(d.metadata, dumps=_metadata_json))
                 for c in p.chunks:
                     kv = keywords.document_vector(inputs[i], avgdl, search.bm25_k1, search.bm25_b)
                     copy.write_row((c.id, c.document_id, c.ordinal, c.text, content_hash(inputs[i]),
