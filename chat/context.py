@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 import prompts
+from chat import evidence
 from chat.retrieve import Retrieved
 from chat.sampling import Sampling
 from core.settings import AnswerSettings
@@ -142,6 +143,26 @@ def build(hits: list[Hit], budget_tokens: int, max_sources: int) -> tuple[list[S
     return sources, "\n\n".join(blocks)
 
 
+def build_sentences(hits: list[Hit], question: str, budget_tokens: int, max_sources: int,
+                    keep: float = 0.0) -> tuple[list[Source], str]:
+    """Numbered sources holding the sentences of the top ``max_sources`` passages that best match the question
+    and their neighbours (chat.evidence), all within ``budget_tokens``; a passage left no sentence is not shown."""
+    groups = group(hits)[:max_sources]
+    marks = [flagged(g) for g in groups]
+    texts = [_clean(_merge_text(g), m) for g, m in zip(groups, marks, strict=True)]
+    headers = sum(count(_header(i + 1, g[0])) + 12 for i, g in enumerate(groups))
+    excerpts = evidence.select(question, texts, max(0, budget_tokens - headers), keep)
+    sources: list[Source] = []
+    blocks: list[str] = []
+    for g, m, text in zip(groups, marks, excerpts, strict=True):
+        if not text:
+            continue
+        n = len(sources) + 1
+        sources.append(Source(n, tuple(sorted(g, key=lambda h: h.start)), text, m))
+        blocks.append(f"{_header(n, g[0])}\n{text}\n</source>")
+    return sources, "\n\n".join(blocks)
+
+
 @dataclass(frozen=True)
 class Context:
     sources: tuple[Source, ...]  # what the model is shown, numbered from 1
@@ -154,16 +175,20 @@ class Context:
 
 
 def _budget(question: str, sampling: Sampling, cfg: AnswerSettings, n_ctx: int) -> int:
-    overhead = (count(prompts.load("system").template) + _ANSWER_MARGIN
-                + count(prompts.load("answer").render(sources="", question=question)))
+    overhead = (count(prompts.load(cfg.system_prompt).template) + _ANSWER_MARGIN
+                + count(prompts.load(cfg.prompt).render(sources="", question=question)))
     return max(0, min(cfg.context_tokens, n_ctx - overhead - sampling.max_tokens))
 
 
 def prepare(found: Retrieved, sampling: Sampling, n_sources: int, cfg: AnswerSettings, n_ctx: int) -> Context:
     """The numbered sources and prompt for ``found``; abstain when nothing is similar enough to the question."""
-    template = prompts.load("answer")
-    system = prompts.load("system").template
-    sources, block = build(list(found.reranked), _budget(found.query, sampling, cfg, n_ctx), n_sources)
+    template = prompts.load(cfg.prompt)
+    system = prompts.load(cfg.system_prompt).template
+    budget = _budget(found.query, sampling, cfg, n_ctx)
+    if cfg.evidence == "sentences":
+        sources, block = build_sentences(list(found.reranked), found.query, budget, n_sources, cfg.evidence_keep)
+    else:
+        sources, block = build(list(found.reranked), budget, n_sources)
     best = found.best_similarity
     reason = ("no_sources" if not sources else
               "below_similarity" if best is None or best < cfg.min_similarity else None)

@@ -118,9 +118,12 @@ def running_server(cfg: LLMSettings) -> str | None:
 
 def server_command(cfg: LLMSettings, model: Path, host: str, port: int) -> list[str]:
     """llama.cpp's OpenAI-compatible server on the bundled model: what citewise starts for itself and what the
-    compose deployment's ``llm`` service runs (``citewise llm serve``)."""
+    compose deployment's ``llm`` service runs (``citewise llm serve``). A second request waits for the first instead
+    of cutting its stream short (llama-cpp-python's default), so two processes sharing the server both finish."""
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS,
-            "--host", host, "--port", str(port), "--n_ctx", str(cfg.n_ctx), "--n_threads", str(cfg.threads)]
+            "--host", host, "--port", str(port), "--n_ctx", str(cfg.n_ctx), "--n_threads", str(cfg.threads),
+            "--n_threads_batch", str(cfg.threads),
+            "--n_batch", str(cfg.batch), "--interrupt_requests", "False"]
 
 
 def start_server(cfg: LLMSettings, timeout: float = 180.0) -> str:

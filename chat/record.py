@@ -40,7 +40,7 @@ def record(services: Services, q: Question, found: Retrieved, ctx: Context, chec
                  checked.first_verified_ms),
         generated.prompt_tokens if generated else None, generated.completion_tokens if generated else None,
         checked.auto_cited, checked.abstain_reason, checked.dropped, generated.text if generated else None,
-        checked.model_cited, found.retriever_version)
+        checked.model_cited, found.retriever_version, found.best_similarity)
     with services.pool.connection() as conn:
         turn_id = record_turn(conn, q, answer, found.records(), ctx.prompt_name if asked else None)
     return replace(answer, turn_id=turn_id)

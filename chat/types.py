@@ -79,6 +79,7 @@ class Answer:
     model_output: str | None = None
     model_cited: tuple[int, ...] = ()
     retriever_version: int | None = None  # the learned retriever the search used; None: the base model
+    best_similarity: float | None = None  # the closest candidate's cosine similarity (the abstention gate's evidence)
 
     def to_json(self) -> dict[str, Any]:
         return {"answer": self.text, "citations": [c.to_json() for c in self.citations],

@@ -44,6 +44,12 @@ class Env:
     def float(self, name: str, default: float, lo: float, hi: float) -> float:
         return self._number(name, default, lo, hi, float, "a number")
 
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (self.values.get(name) or default).strip().lower()
+        if value not in allowed:
+            raise SettingsError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        return value
+
     def bool(self, name: str, default: bool) -> bool:
         raw = self.values.get(name)
         if raw is None or raw == "":
@@ -210,6 +216,7 @@ class LLMSettings:
     models_dir: Path = Path("models")
     n_ctx: int = 4096
     threads: int = 2
+    batch: int = 512  # llama.cpp's n_batch: prompt tokens per forward pass (README: no effect on 2 cores)
     timeout_s: float = 120.0
 
     @classmethod
@@ -219,24 +226,39 @@ class LLMSettings:
                    model=env.str("CITEWISE_LLM_MODEL"), state_dir=home / "llm", models_dir=home / "models",
                    n_ctx=env.int("CITEWISE_LLM_CONTEXT", cls.n_ctx, 1024, 131072),
                    threads=env.int("CITEWISE_LLM_THREADS", os.cpu_count() or 2, 1, 256),
+                   batch=env.int("CITEWISE_LLM_BATCH", cls.batch, 8, 8192),
                    timeout_s=env.float("CITEWISE_LLM_TIMEOUT", cls.timeout_s, 1.0, 3600.0))
+
+
+EVIDENCE = ("sentences", "chunks")
 
 
 @dataclass(frozen=True)
 class AnswerSettings:
     """How answers are assembled: the source budget in tokens, sources shown, and the abstention threshold."""
 
-    context_tokens: int = 1200  # llama.cpp reads ~80 prompt tokens/s on 2 cores: this keeps the first token ~15 s
-    sources: int = 5
+    # llama.cpp reads ~75 prompt tokens/s on 2 cores, so source tokens are time to the first word (see README)
+    context_tokens: int = 320
+    sources: int = 3
+    evidence: str = "sentences"  # the best-matching sentences of each passage and their neighbours, or "chunks"
+    # a passage whose best sentence matches the question less than this share of the best passage's is not shown
+    evidence_keep: float = 0.0
+    prompt: str = "answer"  # the answer prompt's file under prompts/ ("answer-v1": the first round's)
+    system_prompt: str = "system"  # the system prompt's file ("system-v1": the first round's)
     preset: str = "precise"
-    # calibrated on XQuAD dev by `citewise eval calibrate`: 1.6% of answerable questions abstain, 65% of
-    # unanswerable ones do before the LLM is asked (which abstains on more of them itself)
-    min_similarity: float = 0.30
+    # a fast refusal for the plainly off-topic only: with the verifier's anchor gate on, raising it to 0.35 changes
+    # nothing on the tune half of XQuAD dev (python -m evals.gates), and at 0.20 no answerable question of that
+    # half is refused (citewise eval calibrate); paraphrased questions sit lower than XQuAD's (README)
+    min_similarity: float = 0.20
 
     @classmethod
     def read(cls, env: Env, llm: LLMSettings) -> AnswerSettings:
         answer = cls(context_tokens=env.int("CITEWISE_CONTEXT_TOKENS", cls.context_tokens, 200, 100_000),
                      sources=env.int("CITEWISE_SOURCES", cls.sources, 1, 50),
+                     evidence=env.choice("CITEWISE_EVIDENCE", cls.evidence, EVIDENCE),
+                     evidence_keep=env.float("CITEWISE_EVIDENCE_KEEP", cls.evidence_keep, 0.0, 1.0),
+                     prompt=env.str("CITEWISE_ANSWER_PROMPT", cls.prompt) or cls.prompt,
+                     system_prompt=env.str("CITEWISE_SYSTEM_PROMPT", cls.system_prompt) or cls.system_prompt,
                      preset=env.str("CITEWISE_PRESET", cls.preset) or cls.preset,
                      min_similarity=env.float("CITEWISE_MIN_SIMILARITY", cls.min_similarity, -1.0, 1.0))
         if answer.context_tokens + 600 > llm.n_ctx and not llm.base_url:
@@ -257,13 +279,17 @@ class VerifySettings:
     max_ungrounded: float = 0.5  # above this share of question terms missing from every source, abstain
     min_support: float = 0.5  # below this, no answer sentence is backed by any source: abstain
     repair_support: float = 0.5  # a source holding this share of a sentence's terms may be cited for it
+    # the answer's lead: this share of the question's terms must sit around the source sentence holding it; chosen
+    # on the tune half of XQuAD dev from the gate's curve (python -m evals.gates, README)
+    min_anchor: float = 0.45
 
     @classmethod
     def read(cls, env: Env) -> VerifySettings:
         return cls(min_terms=env.int("CITEWISE_VERIFY_MIN_TERMS", cls.min_terms, 0, 100),
                    max_ungrounded=env.float("CITEWISE_VERIFY_MAX_UNGROUNDED", cls.max_ungrounded, 0.0, 1.0),
                    min_support=env.float("CITEWISE_VERIFY_MIN_SUPPORT", cls.min_support, 0.0, 1.0),
-                   repair_support=env.float("CITEWISE_VERIFY_REPAIR_SUPPORT", cls.repair_support, 0.0, 1.0))
+                   repair_support=env.float("CITEWISE_VERIFY_REPAIR_SUPPORT", cls.repair_support, 0.0, 1.0),
+                   min_anchor=env.float("CITEWISE_VERIFY_MIN_ANCHOR", cls.min_anchor, 0.0, 1.0))
 
 
 @dataclass(frozen=True)
