@@ -124,3 +124,32 @@ def best_support(answer: str, sources: list[str], terms_of) -> float:
         judged = True
         best = max(best, max((len(words & st) / len(words) for st in source_terms), default=0.0))
     return best if judged else 1.0  # too short to judge: other checks decide
+
+
+# stemmed words that name the kind of answer asked for ("how many", "what year", "called") or carry little
+# ("get", "make"): an answer's sentence rarely repeats them, so they do not count toward its anchoring
+QUESTION_WORDS = frozenset({"mani", "much", "year", "call", "name", "kind", "type", "get", "one", "use", "known",
+                            "also", "happen", "mean", "refer", "consid", "way", "term", "exampl", "describ", "give",
+                            "make", "take"})
+
+
+def anchoring(question_terms: set[str], claim_terms: set[str], sources: list[list[frozenset[str]]]) -> float:
+    """How well the question is anchored where the claim's answer sits: the share of the question's terms found
+    in the source sentence that holds the claim's new terms (those the question lacks), and its neighbours.
+
+    A small model told to answer first will, when the sources lack the answer, pick a plausible span from a
+    sentence about something else; that sentence rarely shares the question's terms, where the sentence holding
+    a real answer usually does. ``sources`` holds each source's sentences as term sets.
+    """
+    question_terms = question_terms - QUESTION_WORDS or question_terms
+    if not question_terms:
+        return 1.0
+    new = claim_terms - question_terms or claim_terms
+    best: tuple[int, float] = (0, 0.0)
+    for units in sources:
+        for i, u in enumerate(units):
+            hits = len(new & u)
+            if hits:
+                window = u.union(*units[max(0, i - 1):i], *units[i + 1:i + 2])
+                best = max(best, (hits, len(question_terms & window) / len(question_terms)))
+    return best[1]

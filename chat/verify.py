@@ -11,8 +11,12 @@ A sentence (or a paragraph, or a code block) is judged when the next one has beg
   source (else ``unsupported``: the prompt's example, a planted instruction or the model's memory), and must not
   repeat more than ``max_ungrounded`` of the question's terms that no source holds (else ``ungrounded``: a small
   model fills such gaps with numbers from nearby text); a missing or wrong marker is then repaired by overlap;
-- a shorter one is released when it cites a source, or joins the sentence after it; code blocks follow the
-  answer they belong to.
+- the answer's lead (its first claim, however short: the prompt asks for the short answer first) must also be
+  anchored: the source sentence holding its new terms, with its neighbours, must hold ``min_anchor`` of the
+  question's terms (else ``off_question``: a plausible span from a sentence about something else, what a small
+  model gives when the sources lack the answer); a short lead must be supported like a long sentence;
+- a shorter sentence after the lead is released when it cites a source, or joins the sentence after it; code
+  blocks follow the answer they belong to.
 When sentences were left out, the reply ends by saying so. When nothing passes, the answer is an abstention
 with the reason of the last check that failed.
 """
@@ -24,7 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chat.citations import check, repair, ungrounded_share
+from chat import evidence
+from chat.citations import anchoring, check, repair, ungrounded_share
 from chat.context import Source
 from chat.types import ABSTAIN_TEXT
 from core.settings import VerifySettings
@@ -47,6 +52,11 @@ _MARKER = re.compile(r"\[[\d\s,\-–]+\]")
 _NOT_AN_END = re.compile(r"(?:^|[\s(\"'])(?:[A-Z]|e\.g|i\.e|etc|vs|cf|al|Dr|Mr|Mrs|Ms|St|Jr|Sr|Prof|No|approx)\.$")
 _LEAK_WORDS = 8  # this many consecutive words of the system prompt in a sentence is a leak
 _ECHO_WORDS = 5  # this many consecutive words of a planted instruction in a sentence is obeying it
+# a label the model writes before a sentence ("ANSWER [1] …", "Answer: …", "Explanation: …"), copying the
+# prompt's form: not part of the answer, so it is taken off and its marker moved to the sentence's end
+_LABEL = re.compile(r"^(?P<lead>\s*)(?:\*\*)?(?:ANSWER|EXPLANATION|(?:Short )?[Aa]nswer(?=[ \t]*[:\[])|"
+                    r"Explanation(?=[ \t]*:))(?:\*\*)?[ \t]*:?(?:\*\*)?[ \t]*"
+                    r"(?P<marker>\[[\d\s,\-–]+\])?[ \t]*:?[ \t]*")
 _LINK = re.compile(r"https?://|www\.|\]\(", re.I)
 _ASKS_FOR_LINK = re.compile(r"\b(links?|urls?|https?|website|web ?page|address|download)\b", re.I)
 
@@ -89,6 +99,20 @@ def units(text: str) -> list[str]:
     return [u for u in [*out, text.strip()] if u]
 
 
+def unlabel(unit: str) -> str:
+    """``unit`` without a leading label of the prompt's form; the label's marker goes to the sentence's end."""
+    m = _LABEL.match(unit)
+    rest = unit[m.end():] if m else ""
+    if not m or not rest.strip():
+        return unit
+    marker = m.group("marker")
+    if marker and not _MARKER.search(rest) and not ABSTAIN_PHRASE.search(rest):
+        body = rest.rstrip()
+        tail = rest[len(body):]
+        rest = (f"{body[:-1]} {marker}{body[-1]}" if body[-1] in ".!?" else f"{body} {marker}") + tail
+    return m.group("lead") + rest
+
+
 def abstention(reason: str, removed_markers: int = 0) -> Verified:
     return Verified("", (), reason, removed_markers)
 
@@ -124,6 +148,9 @@ class SentenceStream:
         self.declined = False
         self.last_reason: str | None = None
         self.first_ms: float | None = None
+        self.q_terms = set(keywords.terms(question))
+        self.units = [[frozenset(keywords.terms(u)) for u in evidence.split(t)] for t in self.texts]
+        self.anchored = cfg.min_anchor <= 0  # until the answer's lead sentence is anchored in the question
 
     def feed(self, piece: str) -> None:
         self.raw += piece
@@ -150,6 +177,7 @@ class SentenceStream:
             unit, before = self.held + self.held_after + unit, self.held_before
             self.held = ""
         unit = unit.replace(instructions.WITHHELD, "").rstrip(" \t")  # the prompt's marker, copied by the model
+        unit = unlabel(unit)
         if not unit.strip():
             return
         if ABSTAIN_PHRASE.search(unit) and not check(unit, len(self.sources)).cited:
@@ -161,6 +189,8 @@ class SentenceStream:
             return
         checked = check(unit, len(self.sources))
         self.removed += checked.removed
+        if not _MARKER.sub("", checked.text).strip(" \t\n.,;:"):
+            return  # markers alone, left behind by a dropped sentence: nothing to show
         words = set(keywords.terms(_MARKER.sub(" ", checked.text)))
         if self.leaks and _ngrams(checked.text, _LEAK_WORDS) & self.leaks:
             self._drop("prompt_leak")
@@ -168,16 +198,20 @@ class SentenceStream:
             self._drop("instruction")
         elif not self.links_ok and _LINK.search(checked.text):
             self._drop("unasked_link")
-        elif len(words) < self.cfg.min_terms:
+        elif len(words) < self.cfg.min_terms and not (checked.cited and words and not self.anchored):
             if checked.cited:
                 self._accept(checked.text, checked.cited, before)
             else:
                 self.held, self.held_before, self.held_after = unit, before, after
         elif max((len(words & st) / len(words) for st in self.source_terms), default=0.0) < self.cfg.min_support:
             self._drop("unsupported")
-        elif ungrounded_share(self.question, checked.text, self.texts, keywords.terms) > self.cfg.max_ungrounded:
+        elif (len(words) >= self.cfg.min_terms and ungrounded_share(self.question, checked.text, self.texts,
+                                                                    keywords.terms) > self.cfg.max_ungrounded):
             self._drop("ungrounded")
+        elif not self.anchored and anchoring(self.q_terms, words, self.units) < self.cfg.min_anchor:
+            self._drop("off_question")
         else:
+            self.anchored = True
             mended = repair(checked.text, self.by_number, keywords.terms, self.cfg.repair_support)
             if mended.added + mended.corrected:
                 self.auto_cited += mended.added + mended.corrected
