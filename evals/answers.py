@@ -169,8 +169,7 @@ def run(desk: FrontDesk, qas: list[squad.QA], limit: int, seed: int, unanswerabl
         for key, value in answer.latency.items():
             stages.setdefault(key, []).append(value)
         stages.setdefault("wall_ms", []).append((time.perf_counter() - t) * 1000)
-        if (record := support.export(qa, answer, kind)) is not None:
-            sentences.append(record)
+        sentences.append(support.export(qa, answer, kind))
         if len(examples) < 20:
             examples.append({"id": qa.id, "question": qa.question, "gold": list(qa.answers), "kind": kind,
                              "answer": answer.text, "abstained": answer.abstained, "reason": answer.abstain_reason,

@@ -394,3 +394,48 @@ def learn_cmd(
               f"marked bad, {counts['negative_retrieved_not_cited']} retrieved but not cited.")
     out.print(f"Trained in {outcome.training['seconds']} s. Version {outcome.version}: "
               f"{'promoted, in use now' if outcome.promoted else 'kept, not in use'} ({outcome.reason}).")
+
+
+@eval_app.command("guide")
+def guide(
+    questions: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Question set (JSONL; default "
+                                          "evals/data/guide_questions.jsonl)."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    out_file: Path | None = typer.Option(None, "--out", help="Write every reply and figure here (JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The user guide (docs/) asked as a new user asks it: refusals, gold answers, citations, abstentions, speed."""
+    import json
+
+    from chat.cli import open_or_exit
+    from evals.guide import QUESTIONS, load, prepare, run
+
+    cfg = settings()
+    open_url(cfg)
+    try:
+        rows = load(questions or QUESTIONS)
+    except ValueError as exc:
+        fail(str(exc))
+    with console.status("Ingesting the user guide into its isolated database…"):
+        url = prepare(cfg, load_embedder(cfg))
+    services = open_or_exit(cfg.with_database(url))
+    try:
+        with console.status(f"Asking {len(rows)} questions…") as status:
+            result = run(services, rows, seed, lambda i, n: status.update(f"Asked {i} of {n}…"))
+    finally:
+        services.close()
+    if out_file:
+        out_file.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    if as_json:
+        emit_json({k: v for k, v in result.to_json().items() if k != "rows"})
+        return
+    table = Table(title=f"The user guide: {result.answerable} answerable, {result.unanswerable} unanswerable questions")
+    table.add_column("figure")
+    table.add_column("value")
+    for name in ("false_abstention", "gold_contained", "model_citation_precision", "citation_precision",
+                 "correct_abstention", "failures", "streamed_differs"):
+        value = getattr(result, name)
+        table.add_row(name, "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
+    for stage, pct in result.latency_ms.items():
+        table.add_row(f"{stage} p50 / p95", f"{pct.get('p50')} / {pct.get('p95')}")
+    out.print(table)

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from chat.context import Source
-from chat.types import Answer
-from chat.verify import units, verify
+from chat.types import ABSTAIN_TEXT, Answer
+from chat.verify import SentenceStream, units
 from core.settings import VerifySettings
 from evals import squad
 
@@ -34,18 +34,19 @@ KINDS = ("supported", "unsupported", "not_a_claim")
 _MARK = re.compile(r"\[(\d+)\]")
 
 
-def export(qa: squad.QA, answer: Answer, kind: str) -> dict[str, Any] | None:
-    """One answer as material to label: the question, every source shown to the model, and the model's own
-    sentences (before verification) with the source numbers their markers name."""
-    if not answer.model_output:
-        return None
+def export(qa: squad.QA, answer: Answer, kind: str) -> dict[str, Any]:
+    """One answer as material to label and to re-verify offline (evals/gates.py): the question, every source
+    shown to the model, the model's raw reply and its own sentences (before verification) with the source numbers
+    their markers name; no sentences when the chain abstained before asking the model."""
     numbers = {c.number for c in answer.sources}
     sentences = [{"text": u, "cited": sorted({int(n) for n in _MARK.findall(u)} & numbers), "label": None}
-                 for u in units(answer.model_output)]
+                 for u in units(answer.model_output or "")]
     return {"qa": qa.id, "kind": kind, "question": qa.question, "gold": list(qa.answers),
             "gold_paragraph": qa.paragraph_id,
             "sources": [{"number": c.number, "uri": c.uri, "text": c.text} for c in answer.sources],
-            "sentences": sentences}
+            "sentences": sentences, "raw": answer.model_output, "shown": answer.text,
+            "abstain_reason": answer.abstain_reason, "best_similarity": answer.best_similarity,
+            "latency": answer.latency}
 
 
 def load(path: Path = LABELS) -> list[dict[str, Any]]:
@@ -94,12 +95,26 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def judge(record: dict[str, Any], sentence: dict[str, Any], cfg: VerifySettings) -> tuple[bool, str | None]:
-    """Would the user be shown ``sentence`` citing one of its own passages? And, if not, the verifier's reason."""
+    """Would the user be shown ``sentence`` citing one of its own passages? And, if not, the verifier's reason.
+
+    The sentence is judged where it stood in its answer: the sentences before it are streamed through the verifier
+    first, as they were live, so a check that depends on position (the lead must be anchored in the question) is
+    applied as the user met it."""
     sources = [Source(s["number"], (), s["text"]) for s in record["sources"]]
-    verdict = verify(sentence["text"], sources, record["question"], cfg)
-    if verdict.abstained:
-        return False, verdict.abstain_reason
-    if not set(verdict.cited) & set(sentence["cited"]):
+    position = next(i for i, s in enumerate(record["sentences"]) if s is sentence)
+    before = " ".join(s["text"] for s in record["sentences"][:position])
+    released: list[str] = []
+    stream = SentenceStream(sources, record["question"], cfg, "", released.append)
+    stream.feed(f"{before} " if before else "")
+    dropped, reason = stream.dropped, stream.last_reason
+    stream.feed(sentence["text"])
+    start = len(released)
+    stream.close()
+    mine = [p for p in released[start:] if p.strip() != ABSTAIN_TEXT and not p.strip().startswith("(citewise left")]
+    if not mine:
+        return False, stream.last_reason if stream.dropped > dropped or stream.last_reason != reason else "withheld"
+    cited = {int(n) for p in mine for n in _MARK.findall(p)}
+    if not cited & set(sentence["cited"]):
         return False, "recited_elsewhere"  # shown, but the repair moved its marker to another passage
     return True, None
 
