@@ -70,6 +70,8 @@ eval: install
 	$(VENV)/bin/citewise eval run --scifact ../shared/data/scifact --split train --half report \
 		--squad ../shared/data/xquad/xquad.en.dev.json --limit 40 --seed 0 --out reports/latest
 	$(VENV)/bin/citewise eval calibrate --dataset ../shared/data/xquad/xquad.en.dev.json --half tune
+	$(VENV)/bin/citewise eval guide --out reports/latest/guide.json
+	$(PY) -m evals.gates evals/data/runs/tune_keep0_seed2.jsonl evals/data/runs/tune_keep0_seed4.jsonl
 
 ## Benchmarks that print figures (ingest throughput in fp32 and bf16, search latency and recall from SciFact's size to
 ## a million chunks with the old revision's search side by side, the request path's own overhead, answers, one

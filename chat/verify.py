@@ -49,7 +49,7 @@ _MARKER = re.compile(r"\[[\d\s,\-–]+\]")
 # a full stop that ends an initial or a common abbreviation ("John C. Messenger", "e.g.") ends no sentence, nor
 # does one followed by a lower-case word or another full stop (a quoted ". . ."); the labelled set showed units
 # cut there ("Tiddeman. [2][3]", ". .") that no source could support on their own
-_NOT_AN_END = re.compile(r"(?:^|[\s(\"'])(?:[A-Z]|e\.g|i\.e|etc|vs|cf|al|Dr|Mr|Mrs|Ms|St|Jr|Sr|Prof|No|approx)\.$")
+_NOT_AN_END = re.compile(r"(?:^|[\s(\"'])(?:[A-Z]|e\.g|i\.e|etc|vs?|cf|al|Dr|Mr|Mrs|Ms|St|Jr|Sr|Prof|No|approx)\.$")
 _LEAK_WORDS = 8  # this many consecutive words of the system prompt in a sentence is a leak
 _ECHO_WORDS = 5  # this many consecutive words of a planted instruction in a sentence is obeying it
 # a label the model writes before a sentence ("ANSWER [1] …", "Answer: …", "Explanation: …"), copying the
@@ -57,6 +57,9 @@ _ECHO_WORDS = 5  # this many consecutive words of a planted instruction in a sen
 _LABEL = re.compile(r"^(?P<lead>\s*)(?:\*\*)?(?:ANSWER|EXPLANATION|(?:Short )?[Aa]nswer(?=[ \t]*[:\[])|"
                     r"Explanation(?=[ \t]*:))(?:\*\*)?[ \t]*:?(?:\*\*)?[ \t]*"
                     r"(?P<marker>\[[\d\s,\-–]+\])?[ \t]*:?[ \t]*")
+# words of a remark about the sources rather than a claim (stemmed as the keyword index stems them)
+_META = frozenset(keywords.terms("source sources explanation information found stated states directly answer "
+                                 "question provided first second third passage text cited citation"))
 _LINK = re.compile(r"https?://|www\.|\]\(", re.I)
 _ASKS_FOR_LINK = re.compile(r"\b(links?|urls?|https?|website|web ?page|address|download)\b", re.I)
 
@@ -192,6 +195,8 @@ class SentenceStream:
         if not _MARKER.sub("", checked.text).strip(" \t\n.,;:"):
             return  # markers alone, left behind by a dropped sentence: nothing to show
         words = set(keywords.terms(_MARKER.sub(" ", checked.text)))
+        if words and words <= _META:
+            return  # a remark about the sources ("This source is [3].", "Explanation [2]."): no claim to show
         if self.leaks and _ngrams(checked.text, _LEAK_WORDS) & self.leaks:
             self._drop("prompt_leak")
         elif self._obeys(checked.text):

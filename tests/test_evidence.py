@@ -121,3 +121,19 @@ def test_the_guide_question_set_is_grounded_in_the_guide() -> None:
 ])
 def test_gold_answers_match_on_their_own(reply: str, answers: list[list[str]], expected: bool) -> None:
     assert guide.holds(reply, answers) is expected
+
+
+def test_remarks_about_the_sources_and_prompt_labels_are_not_shown() -> None:
+    q = "Which market did the Grainger Market replace?"
+    reply = ("ANSWER [1] The Grainger Market replaced the Butcher Market. This source is from [2]. Explanation [2].\n\n"
+             "Source: [1]")
+    verdict = verify(reply, SRC, q, ON)
+    assert verdict.text == "The Grainger Market replaced the Butcher Market [1].", verdict
+    assert verdict.dropped == 0, "remarks are not claims: nothing was left out"
+
+
+def test_a_case_name_with_v_is_not_cut_into_two_sentences() -> None:
+    src = [Source(1, (), "After Brown v. Board of Education of Topeka, families organised private academies.")]
+    verdict = verify("After Brown v. Board of Education of Topeka, families organised private academies [1].", src,
+                     "What did families organise after Brown v. Board of Education?", ON)
+    assert verdict.text == "After Brown v. Board of Education of Topeka, families organised private academies [1]."

@@ -1,24 +1,20 @@
-"""The first questions every new user asks, through the whole chain with the real local LLM on the user guide
-(issue 13: these three were refused; the answer is in docs/). What is scored is what the user was streamed."""
+"""The user guide asked as a new user asks it, through the whole chain with the real local LLM (issue 13): every
+question of evals/data/guide_questions.jsonl, scored on what the user was streamed, held to the floors in
+evals/thresholds.toml's [guide] section (set below the figures the README reports, by about the sampling error)."""
 
 from __future__ import annotations
 
-import uuid
+import tomllib
 
 import pytest
 
-from chat.chain import ask
 from chat.llm import endpoint, stop_server
-from chat.sampling import preset
 from chat.services import Services, open_pool
-from chat.types import ABSTAIN_TEXT, Question
 from evals import guide
-from retrieval.filters import EVERYTHING
+from evals.support import THRESHOLDS
 from retrieval.rerank import load_reranker
 
 pytestmark = pytest.mark.slow
-
-ROWS = {r["id"]: r for r in guide.load()}
 
 
 @pytest.fixture(scope="module")
@@ -30,25 +26,14 @@ def services(demo_db, embedder, settings):
     stop_server(settings.llm)
 
 
-def _ask(services: Services, text: str) -> tuple[str, object]:
-    streamed: list[str] = []
-    answer = ask(services, Question(text=text, conversation_id=f"guide-{uuid.uuid4()}", scope=EVERYTHING, channel="cli",
-                                    user_id=None,
-                                    sampling=preset("precise").with_overrides(seed=0)), streamed.append)
-    assert "".join(streamed).strip() == answer.text.strip(), "what streamed is the answer"
-    return "".join(streamed), answer
-
-
-@pytest.mark.parametrize("qid", ["a01", "a02", "a03"])
-def test_the_questions_a_new_user_was_refused_are_answered_from_the_guide(services, qid: str) -> None:
-    row = ROWS[qid]
-    shown, answer = _ask(services, row["question"])
-    assert not answer.abstained, (answer.abstain_reason, answer.model_output)
-    assert guide.holds(shown, row["answers"]), shown
-    assert any(c.uri.rsplit("/", 1)[-1] in row["docs"] for c in answer.citations), answer.citations
-
-
-@pytest.mark.parametrize("qid", ["u02", "u12"])
-def test_what_the_guide_does_not_say_is_not_made_up(services, qid: str) -> None:
-    shown, answer = _ask(services, ROWS[qid]["question"])
-    assert answer.abstained and shown.strip() == ABSTAIN_TEXT, (shown, answer.model_output)
+def test_the_user_guide_is_answered_and_what_it_does_not_say_is_refused(services) -> None:
+    result = guide.run(services, guide.load(), seed=0)
+    assert result.failures == 0 and result.streamed_differs == 0, result.rows
+    floors = tomllib.loads(THRESHOLDS.read_text())["guide"]
+    for name, limit in floors.items():
+        if name.startswith("max_"):
+            value = getattr(result, name[4:])
+            assert value <= limit, f"{name[4:]} {value} > {limit}: {result.rows}"
+        else:
+            value = getattr(result, name)
+            assert value is not None and value >= limit, f"{name} {value} < {limit}: {result.rows}"
