@@ -146,6 +146,7 @@ class SentenceStream:
         self.before = ""  # the separator in front of the next unit
         self.held, self.held_before, self.held_after = "", "", ""  # a short piece waiting for the next sentence
         self.shown: list[str] = []
+        self.said: set[str] = set()  # the shown sentences without markers, to show a repeated one once
         self.cited: list[int] = []
         self.removed = self.auto_cited = self.dropped = 0
         self.declined = False
@@ -197,6 +198,9 @@ class SentenceStream:
         words = set(keywords.terms(_MARKER.sub(" ", checked.text)))
         if words and words <= _META:
             return  # a remark about the sources ("This source is [3].", "Explanation [2]."): no claim to show
+        said = " ".join(_MARKER.sub(" ", checked.text).lower().split())
+        if said in self.said:
+            return  # the model repeating itself: shown once
         if self.leaks and _ngrams(checked.text, _LEAK_WORDS) & self.leaks:
             self._drop("prompt_leak")
         elif self._obeys(checked.text):
@@ -229,6 +233,7 @@ class SentenceStream:
             self.echoes and _ngrams(text, _ECHO_WORDS) & self.echoes)
 
     def _accept(self, text: str, cited: tuple[int, ...], before: str) -> None:
+        self.said.add(" ".join(_MARKER.sub(" ", text).lower().split()))
         for n in cited:
             if n not in self.cited:
                 self.cited.append(n)

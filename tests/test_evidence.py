@@ -137,3 +137,10 @@ def test_a_case_name_with_v_is_not_cut_into_two_sentences() -> None:
     verdict = verify("After Brown v. Board of Education of Topeka, families organised private academies [1].", src,
                      "What did families organise after Brown v. Board of Education?", ON)
     assert verdict.text == "After Brown v. Board of Education of Topeka, families organised private academies [1]."
+
+
+def test_a_sentence_the_model_repeats_is_shown_once() -> None:
+    q = "Which market did the Grainger Market replace?"
+    verdict = verify("The Grainger Market replaced the Butcher Market [1]. The Grainger Market replaced the Butcher "
+                     "Market [1].", SRC, q, ON)
+    assert verdict.text == "The Grainger Market replaced the Butcher Market [1].", verdict
