@@ -109,9 +109,11 @@ def _read_state(state_dir: Path) -> dict | None:
 
 
 def running_server(cfg: LLMSettings) -> str | None:
-    """The managed server's base URL if it runs and answers."""
+    """The managed server's base URL if its process runs. Judged by process id, as :func:`live` does: a server busy
+    with another process's long prompt can miss a health check, and starting a second one beside it would halve
+    both on two cores (seen when an eval and a guide run shared one home)."""
     state = _read_state(cfg.state_dir)
-    if state and _healthy(state["base_url"]):
+    if state and _alive(int(state["pid"])):
         return str(state["base_url"])
     return None
 
