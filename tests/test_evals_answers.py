@@ -86,3 +86,109 @@ def test_thresholds_are_checked() -> None:
     missing = Result(10, 0, 0.1, 0.4, 0.5, 0.9, 0.8, 0.8, 0.2, None, hard_unanswerable=2, hard_abstention=0.9)
     assert check(thresholds, good, missing) == [
         "answers correct_abstention is missing (a threshold whose figure is missing fails)"]
+
+
+def test_eval_run_writes_a_report_and_fails_below_thresholds(run, tiny_squad, monkeypatch, tmp_path) -> None:
+    out = tmp_path / "report"
+    with StandIn(grounded_reply) as llm:
+        monkeypatch.setenv("CITEWISE_LLM_BASE_URL", llm.base_url)
+        result = run("eval", "run", "--scifact", str(SHARED / "scifact"), "--squad", str(tiny_squad), "--out",
+                     str(out), "--limit", "4", "--query-limit", "6", "--corpus-limit", "30", "--ef-search", "40")
+    figures = json.loads((out / "figures.json").read_text())
+    labels = [c["label"] for c in figures["retrieval"]]
+    assert labels[1:] == ["ef_search 40", "exact vector search"] and len(figures["retrieval"][0]["results"]) == 4
+    assert figures["answers"]["questions"] == 4
+    assert (out / "retrieval_ndcg.png").stat().st_size > 10_000 and (out / "answer_latency.png").exists()
+    summary = (out / "summary.md").read_text()
+    assert "## Retrieval" in summary and "## Answers" in summary
+    assert result.exit_code == (1 if figures["threshold_failures"] else 0)
+    assert all(f"FAIL: {f}" in summary for f in figures["threshold_failures"])
+
+
+def _rated_turns(run, tmp_path, monkeypatch, conn) -> tuple[str, str]:
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "billing.md").write_text("# Billing\n\nInvoices are sent on the first working day of "
+                                                "each month by the finance team.\n")
+    (tmp_path / "kb" / "leave.md").write_text("# Leave\n\nNew staff get 25 days of paid leave per year.\n")
+    (tmp_path / "kb" / "travel.md").write_text("# Travel\n\nTrain tickets are booked through the travel desk.\n")
+    assert run("ingest", str(tmp_path / "kb"), "--source", "kb").exit_code == 0
+    with StandIn(grounded_reply) as llm:
+        monkeypatch.setenv("CITEWISE_LLM_BASE_URL", llm.base_url)
+        up = json.loads(run("ask", "When are invoices sent?", "--json").stdout)["turn_id"]
+        down = json.loads(run("ask", "How many days of paid leave do new staff get?", "--json").stdout)["turn_id"]
+    assert run("feedback", up, "up").exit_code == 0
+    assert run("feedback", down, "down", "--comment", "meh").exit_code == 0
+    return up, down
+
+
+def test_replay_finds_regressions_and_golden_cases(run, tmp_path, monkeypatch, conn) -> None:
+    up, down = _rated_turns(run, tmp_path, monkeypatch, conn)
+    first = json.loads(run("eval", "replay", "--json").stdout)
+    assert (first["up"], first["down"], first["regressions"], first["changed_down"]) == (1, 1, 0, 0)
+    assert run("eval", "promote", up, "--note", "billing date").exit_code == 0
+    assert "cited nothing" not in run("eval", "promote", down).stdout
+    bogus = run("eval", "promote", "not-a-uuid")
+    assert bogus.exit_code == 2 and "is not a turn id" in bogus.stdout + bogus.stderr
+    # the billing document changes: its old chunk is gone, so the up-voted turn regresses and its golden case fails
+    (tmp_path / "kb" / "billing.md").write_text("# Billing\n\nInvoices go out on the 5th of each month.\n")
+    assert run("ingest", str(tmp_path / "kb"), "--source", "kb").exit_code == 0
+    second = run("eval", "replay", "--json")
+    report = json.loads(second.stdout)
+    assert second.exit_code == 1, report
+    assert report["regressions"] == 1 and report["regression_share"] == 1.0 and report["golden_failed"] >= 1
+    regressed = next(c for c in report["cases"] if c["turn_id"] == up and c["vote"] == 1)
+    assert regressed["outcome"] == "regressed" and regressed["missing"]
+
+
+def test_feedback_report_by_setting(run, tmp_path, monkeypatch, conn) -> None:
+    _rated_turns(run, tmp_path, monkeypatch, conn)
+    chart = tmp_path / "fb.png"
+    result = run("feedback", "report", "--json", "--chart", str(chart))
+    rows = {(g["dimension"], g["value"]): g for g in json.loads(result.stdout)}
+    assert rows[("preset", "precise")]["n"] == 2 and rows[("preset", "precise")]["up"] == 1
+    assert rows[("temperature", "0–0.2")]["rate"] == 0.5 and rows[("source", "kb")]["n"] == 2
+    lo, hi = rows[("abstained", "no")]["ci95"]
+    assert lo < 0.5 < hi and chart.stat().st_size > 5_000
+    assert wilson(0, 0) == (0.0, 1.0) and wilson(50, 100)[0] == pytest.approx(0.404, abs=0.001)
+
+
+def test_debug_embeddings_and_neighbors(run, tmp_path, monkeypatch, conn) -> None:
+    _rated_turns(run, tmp_path, monkeypatch, conn)
+    png = tmp_path / "emb.png"
+    result = run("debug", "embeddings", "--out", str(png), "--no-tsne")
+    assert result.exit_code == 0 and "kb 3" in result.stdout and png.stat().st_size > 5_000
+    too_few = run("debug", "embeddings", "--out", str(png), "--filter", "source=none")
+    assert too_few.exit_code == 2 and "0 chunks match" in too_few.stdout + too_few.stderr
+    chunk = conn.execute("SELECT id FROM chunks ORDER BY id LIMIT 1").fetchone()[0]
+    found = json.loads(run("debug", "neighbors", chunk, "--json").stdout)
+    assert found[0]["chunk_id"] == chunk and found[0]["similarity"] == pytest.approx(1.0, abs=1e-3)
+    by_text = json.loads(run("debug", "neighbors", "paid leave for new staff", "--k", "1", "--json").stdout)
+    assert by_text[0]["title"] == "Leave"
+
+
+def test_halves_split_by_article_and_never_overlap() -> None:
+    from evals import halves, squad
+
+    _, qas = squad.load(SHARED / "xquad" / "xquad.en.dev.json")
+    tune = {q.article for q in qas if halves.keep(q.article, "tune")}
+    report = {q.article for q in qas if halves.keep(q.article, "report")}
+    assert tune and report and not tune & report and tune | report == {q.article for q in qas}
+    assert 8 <= len(tune) <= 16, "roughly half of the 24 articles"
+    assert all(halves.keep(q.article, None) for q in qas)
+    with pytest.raises(ValueError, match="unknown half"):
+        halves.keep("x", "middle")
+
+
+def test_a_failed_answer_counts_as_wrong() -> None:
+    from evals.answers import run
+    from evals.squad import QA
+
+    class Failing:
+        def ask(self, request):
+            raise RuntimeError("the model went away")
+
+    qas = [QA(f"q{i}", f"Question {i}?", ("yes",), f"p{i}", "A") for i in range(8)]
+    result = run(Failing(), qas, 8, 0, unanswerable_share=0.25)  # type: ignore[arg-type]
+    assert result.failures == 8 and result.false_abstention == 0.0
+    assert result.gold_contained == 0.0 and result.citation_recall == 0.0, "failures are misses, not dropped"
+    assert result.correct_abstention == 0.0, "a failure is not a correct abstention either"
