@@ -29,7 +29,8 @@ from core.settings import SettingsError
 
 
 class SamplingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON true/false is not a number (lax parsing read "seed": false as seed 0; schemathesis found it)
+    model_config = ConfigDict(extra="forbid", strict=True)
     preset: str | None = Field(None, description="precise, balanced or creative (default: the server's)")
     temperature: float | None = None
     top_p: float | None = None

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from chat.api import Caller, Desk, admit, answer_whole
 from chat.api_schema import ChatCompletionOut, ModelsOut, errors, streamed
@@ -40,12 +40,12 @@ class ChatIn(BaseModel):
     model: str | None = None
     messages: list[Message] = Field(..., min_length=1)
     stream: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    seed: int | None = None
+    temperature: StrictFloat | None = None
+    top_p: StrictFloat | None = None
+    top_k: StrictInt | None = None
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    seed: StrictInt | None = None  # a JSON true/false is not a number
 
 
 def footer(answer: Answer) -> str:
