@@ -53,14 +53,18 @@ run: install
 ## Set up and pass every test, the slow tier included (what CI runs).
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
 ## The quick tier: everything but tests marked slow.
 test-quick: install
 	$(VENV)/bin/pytest -m "not slow"
 
+## ruff, and the floors as import-linter contracts (pyproject.toml [tool.importlinter]): the product never imports
+## evals, nothing imports tests, the answer engine never imports a door, chat's rooms import downward only.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 ## Retrieval (SciFact train, the report half of its queries: every mode, ef_search and exact search side by side)
 ## and answers (XQuAD dev, a fixed 40-question subset of the report half of its articles, through the local LLM)
@@ -78,13 +82,13 @@ eval: install
 ## ingest worker against two, search on a read replica against the primary, the learning-from-feedback proof).
 ## OLD=path/to/another/checkout adds that tree's request-path figures side by side in the same run.
 bench: install
-	OPENBLAS_NUM_THREADS=1 $(PY) evals/bench_paths.py --scifact ../shared/data/scifact $(if $(OLD),--old $(OLD))
-	$(PY) -m evals.bench_ingest --dataset ../shared/data/scifact
-	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_scale --dataset ../shared/data/scifact --sizes 200000,1000000
-	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_answers --dataset ../shared/data/xquad/xquad.en.dev.json
-	$(PY) -m evals.bench_workers --dataset ../shared/data/scifact
-	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench_replica --dataset ../shared/data/scifact
-	$(PY) -m evals.bench_query_cache --dataset ../shared/data/scifact
+	OPENBLAS_NUM_THREADS=1 $(PY) evals/bench/paths.py --scifact ../shared/data/scifact $(if $(OLD),--old $(OLD))
+	$(PY) -m evals.bench.ingest --dataset ../shared/data/scifact
+	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench.scale --dataset ../shared/data/scifact --sizes 200000,1000000
+	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench.answers --dataset ../shared/data/xquad/xquad.en.dev.json
+	$(PY) -m evals.bench.workers --dataset ../shared/data/scifact
+	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench.replica --dataset ../shared/data/scifact
+	$(PY) -m evals.bench.query_cache --dataset ../shared/data/scifact
 	$(PY) -m evals.learn_proof --dataset ../shared/data/scifact --xquad ../shared/data/xquad/xquad.en.dev.json
 
 clean:

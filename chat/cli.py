@@ -6,41 +6,15 @@ import uuid
 
 import typer
 
-from core.cli import admin_only, console, emit_json, fail, open_url, out, settings
+from chat.engine.services import open_or_exit
+from core.cli import console, emit_json, fail, out, settings
 
 llm_app = typer.Typer(help="The local LLM server: status, start, stop.", no_args_is_help=True)
 
 
-class _FeedbackGroup(typer.core.TyperGroup):
-    """``citewise feedback TURN up|down`` records a thumb; ``feedback list|export`` review them."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["add", *args]
-        return super().parse_args(ctx, args)
-
-
-feedback_app = typer.Typer(cls=_FeedbackGroup, no_args_is_help=True,
-                           help="Record thumbs (feedback TURN_ID up|down) and review them (list, export).")
-
-
-def open_or_exit(cfg, pool_size: int = 10, start_llm: bool = True):
-    """The process's services (database pool, embedder, re-ranker, LLM), or exit with the reason."""
-    from chat.llm import LLMError
-    from chat.services import open_services
-    from core import db, pgserver
-    from retrieval import store
-
-    try:
-        with console.status("Starting the database, the embedding model and the LLM…"):
-            return open_services(cfg, pool_size=pool_size, start_llm=start_llm)
-    except (db.DatabaseError, pgserver.EmbeddedServerError, store.ModelMismatchError, LLMError) as exc:
-        fail(str(exc))
-
-
 def _checked(cfg, request, desk=None):
     """The desk's question (or, before services are open, the desk's own validation), or exit 2 with why not."""
-    from chat.frontdesk import Rejected, check
+    from chat.desk.frontdesk import Rejected, check
 
     try:
         return desk.prepare(request) if desk else check(request, cfg)
@@ -84,12 +58,13 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print answer, citations, abstained and turn_id as JSON."),
 ) -> None:
     """Answer a question from the corpus, streaming, with numbered sources."""
-    from chat.frontdesk import FrontDesk, Request
-    from chat.llm import LLMError
+    from chat.desk.frontdesk import AskRequest, FrontDesk
+    from chat.engine.llm import LLMError
 
     cfg = settings()
-    request = Request(question, "cli", cfg.user, conversation, tuple(filter), preset_name, temperature, top_p, top_k,
-                      max_tokens, seed, operator=cfg.user is None)
+    request = AskRequest(text=question, channel="cli", user_id=cfg.user, conversation_id=conversation,
+                         filters=tuple(filter), preset=preset_name, temperature=temperature, top_p=top_p, top_k=top_k,
+                         max_tokens=max_tokens, seed=seed, operator=cfg.user is None)
     _checked(cfg, request)  # bad input fails before the models load
     services = open_or_exit(cfg)
     desk = FrontDesk(services)
@@ -122,12 +97,13 @@ def chat(
     filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable."),
 ) -> None:
     """A terminal conversation with history (empty line or Ctrl-D to quit)."""
-    from chat.frontdesk import FrontDesk, Rejected, Request
-    from chat.llm import LLMError
+    from chat.desk.frontdesk import AskRequest, FrontDesk, Rejected
+    from chat.engine.llm import LLMError
 
     cfg = settings()
     conversation = str(uuid.uuid4())
-    _checked(cfg, Request("?", "cli", cfg.user, conversation, tuple(filter), preset_name))  # before models load
+    _checked(cfg, AskRequest(text="?", channel="cli", user_id=cfg.user, conversation_id=conversation,
+                             filters=tuple(filter), preset=preset_name))  # before models load
     services = open_or_exit(cfg)
     desk = FrontDesk(services)
     out.print(f"[dim]conversation {conversation} — ask away; an empty line quits.[/dim]")
@@ -142,8 +118,9 @@ def chat(
             out.print("citewise> ", end="")
             stream = _Stream()
             try:
-                answer = desk.ask(Request(text, "cli", cfg.user, conversation, tuple(filter), preset_name,
-                                          operator=cfg.user is None), stream)
+                answer = desk.ask(AskRequest(text=text, channel="cli", user_id=cfg.user, conversation_id=conversation,
+                                             filters=tuple(filter), preset=preset_name, operator=cfg.user is None),
+                                  stream)
             except (Rejected, LLMError) as exc:
                 console.print(f"\n[red]error:[/red] {exc}")
                 continue
@@ -151,126 +128,6 @@ def chat(
             _print_sources(answer)
     finally:
         services.close()
-
-
-def feedback(
-    turn_id: str = typer.Argument(..., help="The turn id printed after an answer."),
-    value: str = typer.Argument(..., help="up or down"),
-    comment: str | None = typer.Option(None, help="What was good or wrong."),
-    citation: int | None = typer.Option(None, help="The citation number the feedback is about."),
-) -> None:
-    """Record a thumbs up or down (with an optional comment) against a turn."""
-    from chat.turns import FeedbackError, record_feedback
-    from core import db
-
-    cfg = settings()
-    with db.connect(open_url(cfg), autocommit=True) as conn:
-        try:
-            fid = record_feedback(conn, turn_id, value, comment, citation, cfg.user or "cli")
-        except FeedbackError as exc:
-            fail(str(exc))
-    out.print(f"Feedback {fid} stored for turn {turn_id}.")
-
-
-def _since(value: str | None):
-    from datetime import UTC, datetime
-
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--since {value!r} is not a date; use ISO 8601, for example 2026-01-31")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _feedback_rows(down: bool, since: str | None, limit: int | None):
-    from chat.review import feedback_rows
-    from core import db
-
-    cfg = settings()
-    with db.connect(open_url(cfg), autocommit=True) as conn:
-        admin_only(cfg, conn, "feedback review")
-        return feedback_rows(conn, down_only=down, since=_since(since), limit=limit)
-
-
-def feedback_list(
-    down: bool = typer.Option(False, "--down", help="Only thumbs down."),
-    since: str | None = typer.Option(None, help="Only feedback from this date on (ISO 8601)."),
-    limit: int = typer.Option(50, help="At most this many, newest first."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Thumbs with the question, answer, citations, comment and the settings used."""
-    from rich.table import Table
-
-    rows = _feedback_rows(down, since, limit)
-    if as_json:
-        emit_json([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows])
-        return
-    table = Table(title=f"{len(rows)} feedback")
-    for col in ("when", "", "question", "answer", "comment", "preset", "turn"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["created_at"].strftime("%Y-%m-%d %H:%M"), "👍" if r["value"] == "up" else "👎",
-                      r["question"][:80], (r["answer"] or "")[:120], r["comment"] or "",
-                      str((r["sampling"] or {}).get("preset", "")), r["turn_id"][:8])
-    out.print(table)
-
-
-def feedback_export(
-    output: str = typer.Option(..., "--out", help="File to write (.jsonl or .csv; '-' for standard output)."),
-    fmt: str | None = typer.Option(None, "--format", help="jsonl or csv (default: from the file name)."),
-    down: bool = typer.Option(False, "--down", help="Only thumbs down."),
-    since: str | None = typer.Option(None, help="Only feedback from this date on (ISO 8601)."),
-) -> None:
-    """Export feedback with its turns to JSONL or CSV."""
-    from pathlib import Path
-
-    from chat.review import to_csv, to_jsonl
-
-    kind = fmt or ("csv" if output.endswith(".csv") else "jsonl")
-    if kind not in ("jsonl", "csv"):
-        fail(f"--format {kind!r}: expected jsonl or csv")
-    rows = _feedback_rows(down, since, None)
-    text = to_csv(rows) if kind == "csv" else to_jsonl(rows)
-    if output == "-":
-        out.print(text, end="", markup=False, highlight=False)
-        return
-    Path(output).write_text(text, encoding="utf-8")
-    console.print(f"Wrote {len(rows)} feedback rows to {output}.")
-
-
-def feedback_report(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    chart: str | None = typer.Option(None, "--chart", help="Also write a PNG chart to this file."),
-) -> None:
-    """Thumbs-up rate by preset, sampling buckets, source and abstention, with 95% intervals."""
-    from pathlib import Path
-
-    from rich.table import Table
-
-    from chat.feedback_report import chart as draw
-    from chat.feedback_report import groups
-    from core import db
-
-    cfg = settings()
-    with db.connect(open_url(cfg), autocommit=True) as conn:
-        admin_only(cfg, conn, "the feedback report")
-        found = groups(conn)
-    if chart and found:
-        draw(found, Path(chart))
-    if as_json:
-        emit_json([g.to_json() for g in found])
-        return
-    table = Table(title="Thumbs-up rate by setting (each rated turn once, its latest thumb)")
-    for col in ("dimension", "value", "n", "up", "rate", "95% interval"):
-        table.add_column(col)
-    for g in found:
-        lo, hi = g.interval
-        table.add_row(g.dimension, g.value, str(g.n), str(g.up), f"{g.rate:.0%}", f"{lo:.0%}–{hi:.0%}")
-    out.print(table)
-    if chart and found:
-        out.print(f"Chart written to {chart}")
 
 
 def serve(
@@ -283,7 +140,7 @@ def serve(
 
     from chat.server import UI_PATH, chainlit_env, environment_ready
     from chat.server import serve as run_server
-    from chat.web_auth import logins
+    from chat.web.auth import logins
     from core.settings import SettingsError
 
     cfg = settings()
@@ -324,7 +181,7 @@ def slack(
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP events at /slack/events."""
     from fastapi import FastAPI
 
-    from chat import slack_bot
+    from chat.slack import bot as slack_bot
     from core.settings import SettingsError
 
     cfg = settings()
@@ -332,7 +189,7 @@ def slack(
         fail("set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP events) or SLACK_APP_TOKEN (Socket Mode)")
     services = open_or_exit(cfg)
     try:
-        from chat.frontdesk import FrontDesk
+        from chat.desk.frontdesk import FrontDesk
 
         bolt = slack_bot.build(FrontDesk(services))
     except SettingsError as exc:
@@ -357,7 +214,7 @@ def slack(
 @llm_app.command("status")
 def llm_status() -> None:
     """Whether the local LLM server runs (or which endpoint is configured)."""
-    from chat.llm import running_server
+    from chat.engine.llm import running_server
 
     cfg = settings()
     if cfg.llm.base_url:
@@ -370,7 +227,7 @@ def llm_status() -> None:
 @llm_app.command("start")
 def llm_start() -> None:
     """Start the local LLM server (assembling the model on first use)."""
-    from chat.llm import LLMError, start_server
+    from chat.engine.llm import LLMError, start_server
 
     cfg = settings()
     try:
@@ -387,7 +244,7 @@ def llm_serve(host: str = typer.Option("0.0.0.0", help="Address to listen on."),
     """Run the bundled model's llama.cpp server in the foreground (the compose deployment's LLM service)."""
     import os
 
-    from chat.llm import assemble_model, server_command
+    from chat.engine.llm import assemble_model, server_command
 
     cfg = settings()
     model = assemble_model(cfg.llm.models_dir)
@@ -399,6 +256,6 @@ def llm_serve(host: str = typer.Option("0.0.0.0", help="Address to listen on."),
 @llm_app.command("stop")
 def llm_stop() -> None:
     """Stop the local LLM server."""
-    from chat.llm import stop_server
+    from chat.engine.llm import stop_server
 
     out.print("Stopped." if stop_server(settings().llm) else "Not running.")

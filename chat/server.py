@@ -19,20 +19,20 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
-from chat.services import Services
-from chat.web_auth import auth_secret, logins
+from chat.engine.services import Services
+from chat.web.auth import auth_secret, logins
 from core.settings import Settings, SettingsError
 
 UI_PATH = "/chat"
-_HERE = Path(__file__).parent
+_WEB = Path(__file__).parent / "web"  # the web door: its Chainlit app and assets
 
 
 def _app_root(settings: Settings) -> Path:
     root = settings.home / "web"
     (root / ".chainlit").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_HERE / "chainlit" / "config.toml", root / ".chainlit" / "config.toml")
-    shutil.copyfile(_HERE / "chainlit" / "chainlit.md", root / "chainlit.md")
-    shutil.copytree(_HERE / "chainlit" / "public", root / "public", dirs_exist_ok=True)  # logo, favicon
+    shutil.copyfile(_WEB / "chainlit" / "config.toml", root / ".chainlit" / "config.toml")
+    shutil.copyfile(_WEB / "chainlit" / "chainlit.md", root / "chainlit.md")
+    shutil.copytree(_WEB / "chainlit" / "public", root / "public", dirs_exist_ok=True)  # logo, favicon
     return root
 
 
@@ -82,25 +82,27 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
 
     _quiet_chainlit()
 
-    from chat import api, metrics, openai_api, web
-    from chat.api import parse_tokens
-    from chat.api_schema import database_lost, validation_error
-    from chat.datalayer import CitewiseDataLayer
-    from chat.frontdesk import DATABASE_ERRORS, FrontDesk
+    from chat import telemetry
+    from chat.api import openai_compat, routes
+    from chat.api.routes import parse_tokens
+    from chat.api.schema import database_lost, validation_error
+    from chat.desk.frontdesk import DATABASE_ERRORS, FrontDesk
+    from chat.web import mount
+    from chat.web.datalayer import CitewiseDataLayer
 
     layer = CitewiseDataLayer(services.pool.conninfo)
     desk = FrontDesk(services)  # one desk, and so one admission gate, for the web UI, the API and Slack
-    web.install(web.WebContext(desk, logins(settings), layer))
+    mount.install(mount.WebContext(desk, logins(settings), layer))
     app = FastAPI(title="citewise", summary="Answers from your documents, every claim cited.",
                   exception_handlers={RequestValidationError: validation_error,
                                       **dict.fromkeys(DATABASE_ERRORS, database_lost)})
     app.state.desk = desk
     app.state.api_tokens = parse_tokens(settings.api.tokens)
-    app.include_router(api.router)
-    app.include_router(openai_api.router)
-    metrics.instrument(app)
+    app.include_router(routes.router)
+    app.include_router(openai_compat.router)
+    telemetry.instrument(app)
     if settings.slack.enabled and not settings.slack.app_token:
-        from chat import slack_bot
+        from chat.slack import bot as slack_bot
 
         slack_bot.mount(app, slack_bot.build(desk))
 
@@ -116,9 +118,35 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
             raise HTTPException(404, "no such source in your conversations")
         return PlainTextResponse(row["content"], media_type="text/plain; charset=utf-8")
 
-    mount_chainlit(app=app, target=str(_HERE / "app.py"), path=UI_PATH)
+    mount_chainlit(app=app, target=str(_WEB / "app.py"), path=UI_PATH)
     app.add_middleware(ClosedTabs)
+    app.add_middleware(KnownUser)
     return app
+
+
+class KnownUser:
+    """Chainlit's feedback routes call the data layer without saying who is asking; this records the signed-in user
+    of each UI request (from the session cookie) where the data layer can read it (chat.web.mount.REQUEST_USER), so
+    the desk's rule, the asker or an admin rates a turn, holds in the web UI too. An unknown session rates nothing."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(f"{UI_PATH}/feedback"):
+            await self.app(scope, receive, send)
+            return
+        from chat.web import mount
+
+        try:
+            user: str | None = _ui_user(Request(scope))
+        except HTTPException:
+            user = None
+        token = mount.REQUEST_USER.set(user)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            mount.REQUEST_USER.reset(token)
 
 
 class ClosedTabs:

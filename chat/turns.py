@@ -1,34 +1,23 @@
-"""Recording turns and feedback in PostgreSQL; reading a conversation's history back."""
+"""The turn store: recording turns and feedback in PostgreSQL, reading a conversation's history back.
+
+Doors never write SQL of their own against ``turns`` or ``feedback``: they go through the front desk, which checks
+who may rate a turn (chat.desk.frontdesk) and then calls these functions."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
-from chat.metrics import SOURCE_THUMBS, THUMBS
-from chat.types import Answer, Question
+from chat.telemetry import SOURCE_THUMBS, THUMBS
+from chat.types import Answer, Question, RetrievedRecord
 from retrieval.clean import plain
 
 
 class FeedbackError(ValueError):
     """Feedback that cannot be stored (unknown turn, bad value or citation); the message says which."""
-
-
-@dataclass(frozen=True)
-class RetrievedRecord:
-    chunk_id: str
-    document_id: str
-    fused_rank: int
-    fused_score: float
-    rerank_rank: int | None
-    rerank_score: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
 
 
 def record_turn(conn: psycopg.Connection, q: Question, answer: Answer, retrieved: list[RetrievedRecord],
@@ -129,6 +118,35 @@ def rate_source(conn: psycopg.Connection, turn_id: str, citation: int, value: st
             (turn_id, numeric, comment, citation, user_id, channel, json.dumps(turn[0]), row[0])).fetchone()[0]
     SOURCE_THUMBS.labels("up" if numeric > 0 else "down").inc()
     return int(fid)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """Who asked a turn, and in which conversation: what the desk needs to decide who may rate it."""
+
+    user_id: str | None
+    conversation_id: str
+
+
+def asked(conn: psycopg.Connection, turn_id: str) -> Asked | None:
+    """The asker and conversation of ``turn_id``; None when there is no such turn (FeedbackError: not a turn id)."""
+    try:
+        turn_id = str(uuid.UUID(str(turn_id)))
+    except ValueError:
+        raise FeedbackError(f"{turn_id!r} is not a turn id (a UUID)") from None
+    row = conn.execute("SELECT user_id, conversation_id FROM turns WHERE id = %s", (turn_id,)).fetchone()
+    return Asked(row[0], row[1]) if row else None
+
+
+def cited_sources(conn: psycopg.Connection, turn_id: str) -> list[tuple[int, str]]:
+    """(number, title or source) of each source a turn cited, for a door that lets the rater pick one."""
+    row = conn.execute("SELECT citations FROM turns WHERE id = %s", (turn_id,)).fetchone()
+    return [(int(c["number"]), str(c["title"] or c["source"])) for c in (row[0] if row else [])]
+
+
+def feedback_owner(conn: psycopg.Connection, feedback_id: int) -> str | None:
+    row = conn.execute("SELECT user_id FROM feedback WHERE id = %s", (feedback_id,)).fetchone()
+    return row[0] if row else None
 
 
 def turn_for_ref(conn: psycopg.Connection, client_ref: str) -> str | None:

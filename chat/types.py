@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chat.sampling import Sampling
 from retrieval.filters import Filter, Scope
-
-if TYPE_CHECKING:
-    from chat.context import Source
 
 ABSTAIN_TEXT = "The sources do not contain the answer."
 
@@ -28,13 +25,6 @@ class Citation:
     date: str | None = None  # the document's updated (else created) date, ISO 8601
     withheld: int = 0  # sentences of it addressed to the assistant: kept out of the prompt, marked where shown
 
-    @classmethod
-    def of(cls, s: Source) -> Citation:
-        h = s.first
-        when = h.updated_at or h.created_at
-        return cls(s.number, s.chunk_ids, h.document_id, h.title, h.source, h.uri, s.start, s.end, s.text,
-                   when.date().isoformat() if when else None, len(s.flagged))
-
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "chunk_ids": list(self.chunk_ids), "document_id": self.document_id,
                 "title": self.title, "source": self.source, "uri": self.uri, "start": self.start, "end": self.end,
@@ -43,7 +33,7 @@ class Citation:
 
 @dataclass(frozen=True, kw_only=True)
 class Question:
-    """One question, validated by the front desk (chat.frontdesk), with the asker's access scope resolved."""
+    """One question, validated by the front desk (chat.desk.frontdesk), with the asker's access scope resolved."""
 
     text: str
     conversation_id: str
@@ -71,8 +61,8 @@ class Answer:
     latency: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    auto_cited: int = 0  # markers added or corrected by the overlap check (chat.citations.repair)
-    abstain_reason: str | None = None  # why it abstained (chat.verify, chat.context.prepare)
+    auto_cited: int = 0  # markers added or corrected by the overlap check (chat.engine.citations.repair)
+    abstain_reason: str | None = None  # why it abstained (chat.engine.verify, chat.engine.context.prepare)
     dropped: int = 0  # sentences left out because no source supports them
     # for evals and the turn record only, never sent to a door (to_json leaves them out): what the model wrote
     # before verification, and the sources its own markers named before repair
@@ -88,3 +78,16 @@ class Answer:
                 "prompt_version": self.prompt_version, "model": self.model, "removed_markers": self.removed_markers,
                 "auto_cited": self.auto_cited, "abstain_reason": self.abstain_reason,
                 "latency": self.latency}
+
+
+@dataclass(frozen=True)
+class RetrievedRecord:
+    chunk_id: str
+    document_id: str
+    fused_rank: int
+    fused_score: float
+    rerank_rank: int | None
+    rerank_score: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()

@@ -7,9 +7,10 @@ import os
 import typer
 
 from chat import cli as chat_cli
+from chat.feedback import cli as feedback_cli
 from core import admin_cli
 from core import cli as core_cli
-from evals.cli import debug_app, eval_app, learn_cmd
+from evals.cli import debug_app, eval_app
 from retrieval import cli as retrieval_cli
 
 _LIBRARY_ENV = {
@@ -29,15 +30,15 @@ app.command()(chat_cli.ask)
 app.command()(chat_cli.chat)
 app.command()(chat_cli.serve)
 app.command()(chat_cli.slack)
-chat_cli.feedback_app.command("add")(chat_cli.feedback)
-chat_cli.feedback_app.command("list")(chat_cli.feedback_list)
-chat_cli.feedback_app.command("export")(chat_cli.feedback_export)
-chat_cli.feedback_app.command("report")(chat_cli.feedback_report)
-app.add_typer(chat_cli.feedback_app, name="feedback")
+feedback_cli.feedback_app.command("add")(feedback_cli.feedback)
+feedback_cli.feedback_app.command("list")(feedback_cli.feedback_list)
+feedback_cli.feedback_app.command("export")(feedback_cli.feedback_export)
+feedback_cli.feedback_app.command("report")(feedback_cli.feedback_report)
+app.add_typer(feedback_cli.feedback_app, name="feedback")
 app.add_typer(core_cli.db_app, name="db")
 app.add_typer(chat_cli.llm_app, name="llm")
 app.add_typer(eval_app, name="eval")
-app.command("learn")(learn_cmd)
+app.command("learn")(feedback_cli.learn)
 app.add_typer(admin_cli.users_app, name="users")
 app.add_typer(admin_cli.hold_app, name="hold")
 app.command()(admin_cli.forget)

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chat.frontdesk import FrontDesk, Request
+from chat.desk.frontdesk import AskRequest, FrontDesk
 from chat.types import Answer
 from evals import halves, squad, stats, support
 from retrieval import filters
@@ -158,8 +158,9 @@ def run(desk: FrontDesk, qas: list[squad.QA], limit: int, seed: int, unanswerabl
                "paragraph": (filters.make("uri", "!=", qa.paragraph_id),), "answerable": ()}[kind]
         t = time.perf_counter()
         try:
-            answer = desk.ask(Request(qa.question, "eval", "eval", f"eval:{uuid.uuid4()}", flt, "precise",
-                                      seed=seed, operator=True))
+            answer = desk.ask(AskRequest(text=qa.question, channel="eval", user_id="eval",
+                                         conversation_id=f"eval:{uuid.uuid4()}", filters=flt, preset="precise",
+                                         seed=seed, operator=True))
         except Exception as exc:  # a failed answer is a wrong one: counted, scored zero, and the run goes on
             failures += 1
             examples.append({"id": qa.id, "question": qa.question, "error": str(exc)})

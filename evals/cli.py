@@ -93,7 +93,7 @@ def calibrate(
 
 def _answer_services(cfg, dataset: Path):
     """Services on the dataset's isolated database (ingested once, reused)."""
-    from chat.cli import open_or_exit
+    from chat.engine.services import open_or_exit
     from evals.calibrate import prepare_squad
 
     embedder = load_embedder(cfg)
@@ -103,7 +103,7 @@ def _answer_services(cfg, dataset: Path):
 
 
 def _run_answers(cfg, dataset: Path, limit: int, seed: int, half: str | None = None, hard: float = 0.25):
-    from chat.frontdesk import FrontDesk
+    from chat.desk.frontdesk import FrontDesk
     from evals.answers import run
 
     services, qas = _answer_services(cfg, dataset)
@@ -230,9 +230,9 @@ def run_all(
 @eval_app.command("replay")
 def replay_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Re-run retrieval for every rated turn and golden case with today's configuration; report regressions."""
-    from chat.cli import open_or_exit
+    from chat.engine.services import open_or_exit
+    from chat.feedback.replay import replay
     from core import db
-    from evals.replay import replay
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
@@ -266,8 +266,8 @@ def promote_cmd(
     note: str | None = typer.Option(None, help="Why this case matters."),
 ) -> None:
     """Add a turn to the curated golden set that `eval replay` checks."""
+    from chat.feedback.replay import promote
     from core import db
-    from evals.replay import promote
 
     cfg = settings()
     with db.connect(open_url(cfg), autocommit=True) as conn:
@@ -330,72 +330,6 @@ def debug_neighbors(
     out.print(table)
 
 
-def learn_cmd(
-    status: bool = typer.Option(False, "--status", help="List the learned versions and the one in use."),
-    rollback: bool = typer.Option(False, "--rollback", help="Return to the version in use before this one, now."),
-    activate: int | None = typer.Option(None, "--activate", help="Put a stored version in use (skips the gate)."),
-    no_promote: bool = typer.Option(False, "--no-promote", help="Train and gate, but keep the version in use."),
-    min_pairs: int = typer.Option(50, min=10, help="Refuse to train on fewer training pairs."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Learn a better retriever from feedback: collect training pairs, train a query adapter, gate it against the
-    version in use on feedback it never saw, the golden set and the replay, and promote it only if it wins."""
-    from chat.cli import open_or_exit
-    from core import db
-    from evals.learn import learn
-    from retrieval import learned
-    from retrieval.learned import LearnError
-
-    cfg = settings()
-    with db.connect(open_url(cfg), autocommit=True) as conn:
-        admin_only(cfg, conn, "learning from feedback")
-        try:
-            if status:
-                found = learned.versions(conn)
-                if as_json:
-                    emit_json(found)
-                    return
-                table = Table(title="Learned retrievers")
-                for col in ("version", "status", "created", "pairs", "held-out MRR@10 (in use → candidate)"):
-                    table.add_column(col)
-                for v in found:
-                    mrr = v["metrics"].get("held_out_mrr_at_10", {})
-                    table.add_row(str(v["version"]), v["status"], v["created_at"][:19],
-                                  str(v["training"].get("train_pairs", "")),
-                                  f"{mrr.get('in_use', '')} → {mrr.get('candidate', '')}")
-                out.print(table if found else "No learned retriever yet: searches use the base model.")
-                return
-            if rollback:
-                now = learned.rollback(conn)
-                out.print(f"Rolled back: searches now use {f'version {now}' if now else 'the base model'}.")
-                return
-            if activate is not None:
-                learned.activate(conn, activate)
-                out.print(f"Version {activate} is in use.")
-                return
-        except LearnError as exc:
-            fail(str(exc))
-    services = open_or_exit(cfg, start_llm=False)
-    try:
-        with console.status("Collecting feedback, training and gating the candidate…"):
-            outcome = learn(services, promote=not no_promote, min_pairs=min_pairs)
-    except LearnError as exc:
-        fail(str(exc))
-    finally:
-        services.close()
-    if as_json:
-        emit_json(outcome.__dict__)
-        return
-    counts = outcome.training["counts"]
-    out.print(f"Training pairs: {counts['pairs']} from {counts['turns_rated']} rated turns "
-              f"({outcome.training['train_pairs']} trained on, {outcome.training['held_out_pairs']} held out); "
-              f"positives: {counts['positive_marked_good']} sources marked good, {counts['positive_cited_up']} cited "
-              f"in turns rated up, {counts['positive_golden']} golden; negatives: {counts['negative_marked_bad']} "
-              f"marked bad, {counts['negative_retrieved_not_cited']} retrieved but not cited.")
-    out.print(f"Trained in {outcome.training['seconds']} s. Version {outcome.version}: "
-              f"{'promoted, in use now' if outcome.promoted else 'kept, not in use'} ({outcome.reason}).")
-
-
 @eval_app.command("guide")
 def guide(
     questions: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Question set (JSONL; default "
@@ -407,7 +341,7 @@ def guide(
     """The user guide (docs/) asked as a new user asks it: refusals, gold answers, citations, abstentions, speed."""
     import json
 
-    from chat.cli import open_or_exit
+    from chat.engine.services import open_or_exit
     from evals.guide import QUESTIONS, load, prepare, run
 
     cfg = settings()

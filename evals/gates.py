@@ -3,7 +3,7 @@
     citewise eval answers --half tune ... --sentences replies.jsonl     # the model's raw replies and their sources
     python -m evals.gates replies.jsonl [--json]
 
-A reply is re-verified offline (chat.verify on the raw text and the sources the model saw) at each operating
+A reply is re-verified offline (chat.engine.verify on the raw text and the sources the model saw) at each operating
 point of a gate, so a curve costs seconds rather than an hour of generation. A gate's job is to stop wrong
 replies: a reply to a question whose sources lack the answer (article filtered out, or gold paragraph withheld),
 or an answerable one that does not contain a gold answer. Its precision is the share of the replies it stops that
@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from chat.context import Source
-from chat.verify import verify
+from chat.engine.context import Source
+from chat.engine.verify import verify
 from core.settings import VerifySettings
 from evals.answers import contains
 

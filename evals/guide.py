@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chat.frontdesk import FrontDesk, Request
-from chat.services import Services
+from chat.desk.frontdesk import AskRequest, FrontDesk
+from chat.engine.services import Services
 from core import db
 from core.settings import Settings
 from evals import stats
@@ -111,8 +111,10 @@ def run(services: Services, questions: list[dict[str, Any]], seed: int = 0, on_p
         streamed: list[str] = []
         t = time.perf_counter()
         try:
-            answer = desk.ask(Request(q["question"], "eval", "eval", f"eval:{uuid.uuid4()}", (), "precise",
-                                      seed=seed, operator=True), streamed.append)
+            answer = desk.ask(AskRequest(text=q["question"], channel="eval", user_id="eval",
+                                         conversation_id=f"eval:{uuid.uuid4()}", preset="precise", seed=seed,
+                                         operator=True),
+                              streamed.append)
         except Exception as exc:  # a failed answer is a wrong one
             failures += 1
             contained.append(0.0) if kind == "answerable" else None

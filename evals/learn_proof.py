@@ -31,14 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from chat.learn import collect
-from chat.turns import RetrievedRecord, rate_source, record_feedback
+from chat.feedback.collect import collect
+from chat.feedback.learning import fit
+from chat.turns import rate_source, record_feedback
+from chat.types import RetrievedRecord
 from core import db
 from core.settings import Settings
 from evals import beir, squad
 from evals.halves import half_of
-from evals.learn import fit
-from evals.metrics import dedupe, ndcg_at
+from evals.ir_metrics import dedupe, ndcg_at
 from evals.retrieval import RERANKED, evaluate, prepare
 from retrieval.embed import LocalEmbedder
 from retrieval.filters import EVERYTHING
@@ -247,8 +248,8 @@ def main() -> None:
 
 def run_learn(settings: Settings, url: str, cfg: TrainSettings) -> dict:
     """``citewise learn``'s own path on the simulated feedback, in the dataset's database."""
-    from chat.services import open_services
-    from evals.learn import learn
+    from chat.engine.services import open_services
+    from chat.feedback.learning import learn
 
     services = open_services(dataclasses.replace(settings, database_url=url), start_llm=False)
     try:

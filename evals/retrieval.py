@@ -18,8 +18,8 @@ from pathlib import Path
 from core import db
 from core.settings import Settings
 from evals import beir, stats
+from evals.ir_metrics import dedupe, mrr_at, ndcg_at, recall_at
 from evals.isolated import isolated_database
-from evals.metrics import dedupe, mrr_at, ndcg_at, recall_at
 from retrieval import learned
 from retrieval.embed import Embedder
 from retrieval.filters import EVERYTHING

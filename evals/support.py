@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from chat.context import Source
+from chat.engine.context import Source
+from chat.engine.verify import SentenceStream, units
 from chat.types import ABSTAIN_TEXT, Answer
-from chat.verify import SentenceStream, units
 from core.settings import VerifySettings
 from evals import squad
 

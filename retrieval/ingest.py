@@ -21,7 +21,7 @@ import psycopg
 
 from core import db
 from core.settings import Settings
-from retrieval import instructions, store
+from retrieval import injections, store
 from retrieval.chunk import split
 from retrieval.embed import Embedder
 from retrieval.loaders import Limits, LoadFailure, RawDocument, iter_files, load_path
@@ -203,7 +203,7 @@ def ingest(
                 if on_progress:
                     on_progress(1, 0)
                 continue
-            chunks = [instructions.flag(c) for c in split(d, settings.chunk)]
+            chunks = [injections.flag(c) for c in split(d, settings.chunk)]
             if not chunks:
                 report.failures.append(LoadFailure(d.uri, "no text to index after cleaning"))
                 continue

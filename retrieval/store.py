@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from core.settings import SearchSettings
-from retrieval import instructions, keywords
+from retrieval import injections, keywords
 from retrieval.embed import Embedder, passage_text
 from retrieval.filters import Scope, compile_filters
 from retrieval.types import Chunk, Document, content_hash
@@ -254,7 +254,7 @@ def reindex(
                 for (cid, _, _, text), inp, vec in zip(part, inputs, vectors, strict=True):
                     kv = keywords.document_vector(inp, avgdl, search.bm25_k1, search.bm25_b)
                     copy.write_row((cid, HalfVector(vec), kv.term_ids, kv.length, kv.vector, content_hash(inp),
-                                    list(instructions.find(text).sentences)))
+                                    list(injections.find(text).sentences)))
             if on_progress:
                 on_progress(min(start + batch, len(rows)), len(rows))
         conn.execute(

@@ -9,15 +9,15 @@ import json
 
 import pytest
 
-from chat.frontdesk import FrontDesk, Request
-from chat.llm import Endpoint
-from chat.services import Services, open_pool
+from chat.desk.frontdesk import AskRequest, FrontDesk
+from chat.engine.llm import Endpoint
+from chat.engine.services import Services, open_pool
 from core import access, privacy
-from evals.standin_llm import StandIn, grounded_reply
 from retrieval import store
 from retrieval.rerank import load_reranker
 from retrieval.types import Document
 from tests.corpus import store_documents
+from tests.helpers.standin_llm import StandIn, grounded_reply
 
 MARKER = "ZEBRA-7731"
 VAULT = Document(source="facilities", uri="vault.md", title="Vault", groups=("secret",),
@@ -39,7 +39,8 @@ def setup(url, conn, embedder, settings):
 def _ask(pool, embedder, settings, llm, user, text, conversation="c", **kw):
     services = Services(settings, pool, embedder, load_reranker(settings.rerank),
                         Endpoint(llm.base_url, "k", "standin", False))
-    return FrontDesk(services).ask(Request(text, "web", user, conversation, **kw))
+    return FrontDesk(services).ask(AskRequest(text=text, channel="web", user_id=user, conversation_id=conversation,
+                                              **kw))
 
 
 def test_restricted_text_never_reaches_a_user_without_the_group(setup, embedder, settings) -> None:
@@ -73,7 +74,7 @@ def test_public_ungrouped_can_be_switched_off(setup, embedder, settings) -> None
 
 
 def test_the_welcome_lists_only_what_the_reader_may_read(setup, embedder, settings) -> None:
-    from chat.render_web import welcome_markdown
+    from chat.web.render import welcome_markdown
 
     desk = FrontDesk(Services(settings, setup, embedder, load_reranker(settings.rerank),
                               Endpoint("http://x", "k", "m", False)))
@@ -100,7 +101,7 @@ def test_cli_identity_search_and_admin_only_review(run, setup, monkeypatch) -> N
 
 
 def test_replay_uses_each_turns_own_access(run, setup, embedder, settings, conn) -> None:
-    from evals.replay import replay
+    from chat.feedback.replay import replay
 
     with StandIn(grounded_reply) as llm:
         a = _ask(setup, embedder, settings, llm, "alice", "What is the vault combination?")

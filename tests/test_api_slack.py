@@ -17,8 +17,8 @@ import httpx
 import psycopg
 import pytest
 
-from evals.serving import serve
-from evals.standin_llm import StandIn, grounded_reply
+from tests.helpers.serving import serve
+from tests.helpers.standin_llm import StandIn, grounded_reply
 from tests.slack_standin import SlackStandIn
 
 SECRET = "8f14e45fceea167a5a36dedd4bea2543"

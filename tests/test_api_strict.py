@@ -6,8 +6,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from chat.api import AskIn
-from chat.openai_api import ChatIn
+from chat.api.openai_compat import ChatIn
+from chat.api.routes import AskIn
 
 
 @pytest.mark.parametrize("field", ["seed", "top_k", "max_tokens", "temperature", "top_p"])

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from chat.services import Services, open_pool
+from chat.engine.services import Services, open_pool
+from chat.feedback.replay import replay
 from chat.turns import record_feedback
 from core import db
 from core.backup import BackupError, facts, restore
-from evals.replay import replay
 from retrieval.filters import EVERYTHING
 from retrieval.rerank import load_reranker
 from retrieval.search import search

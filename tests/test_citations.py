@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.citations import check, repair, ungrounded_share
+from chat.engine.citations import check, repair, ungrounded_share
 from retrieval.keywords import terms
 
 
@@ -69,7 +69,7 @@ def test_ungrounded_share_flags_answers_about_concepts_no_source_has() -> None:
 
 
 def test_best_support_flags_answers_from_nowhere() -> None:
-    from chat.citations import best_support
+    from chat.engine.citations import best_support
     from retrieval import keywords
 
     sources = ["Meals on business trips are reimbursed up to 40 euros per day with receipts."]

@@ -56,7 +56,7 @@ def test_unreachable_database_is_reported_with_masked_password(run, monkeypatch)
 
 
 def test_ask_json_and_feedback_through_the_cli(tmp_path, run, monkeypatch, conn) -> None:
-    from evals.standin_llm import StandIn
+    from tests.helpers.standin_llm import StandIn
 
     write_files(tmp_path, {"billing.md": "# Billing\n\nInvoices are sent on the first working day of each month."})
     assert run("ingest", str(tmp_path), "--source", "kb").exit_code == 0

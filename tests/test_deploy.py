@@ -94,8 +94,8 @@ def test_the_llm_service_command_serves_the_bundled_model_over_the_openai_protoc
 
     import httpx
 
-    from chat.llm import MODEL_ALIAS, MODEL_FILE, assemble_model
-    from evals.serving import free_port
+    from chat.engine.llm import MODEL_ALIAS, MODEL_FILE, assemble_model
+    from tests.helpers.serving import free_port
 
     model = assemble_model(settings.llm.models_dir)  # the slow tier's shared copy, linked, not copied again
     home = tmp_path / "home"

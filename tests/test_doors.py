@@ -27,16 +27,17 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from chat.frontdesk import Busy, FrontDesk, Rejected, Request
-from chat.llm import Endpoint
-from chat.services import Services, open_pool
+from chat.desk.frontdesk import AskRequest, FrontDesk, Rejected
+from chat.desk.refusals import Busy
+from chat.engine.llm import Endpoint
+from chat.engine.services import Services, open_pool
 from core.access import add_user
 from core.db import connect
-from evals.serving import serve
-from evals.standin_llm import StandIn, grounded_reply
 from retrieval.ingest import IngestOptions, ingest
 from retrieval.rerank import load_reranker
 from tests.conftest import write_files
+from tests.helpers.serving import serve
+from tests.helpers.standin_llm import StandIn, grounded_reply
 from tests.slack_standin import SlackStandIn
 
 MARKER = "QUOKKA-4471"
@@ -158,7 +159,7 @@ def _cli(run_cli: Callable, text: str, sampling: dict) -> tuple[bool, str]:
 
 def _eval(desk: FrontDesk, text: str, sampling: dict) -> tuple[bool, str]:
     try:
-        return False, json.dumps(desk.ask(Request(text, "eval", "bob", **sampling)).to_json())
+        return False, json.dumps(desk.ask(AskRequest(text=text, channel="eval", user_id="bob", **sampling)).to_json())
     except Rejected as exc:
         return True, f"{exc.status} {exc}"
 
@@ -287,7 +288,7 @@ def test_the_desk_refuses_busy_at_once_when_nothing_may_wait(vaulted, settings, 
         desk.gate.acquire()
         t = time.perf_counter()
         with pytest.raises(Busy) as refused:
-            desk.ask(Request(ASK, "eval", None, operator=True))
+            desk.ask(AskRequest(text=ASK, channel="eval", user_id=None, operator=True))
         assert time.perf_counter() - t < 1.0 and refused.value.retry_after and refused.value.status == 503
         desk.gate.release()
     finally:
@@ -299,7 +300,7 @@ def test_a_lost_database_is_a_503_every_door_can_show(vaulted, settings, embedde
     administrator command') reaches the doors as Unavailable: 503, Retry-After, a message naming the database."""
     import psycopg
 
-    from chat import frontdesk
+    from chat.desk import frontdesk
 
     def cut_off(*_):
         raise psycopg.OperationalError("terminating connection due to administrator command")
@@ -308,11 +309,11 @@ def test_a_lost_database_is_a_503_every_door_can_show(vaulted, settings, embedde
                         Endpoint("http://127.0.0.1:9", "x", "m", False))
     desk = FrontDesk(services)
     try:
-        original, frontdesk.chain.ask = frontdesk.chain.ask, cut_off
+        original, frontdesk.engine.ask = frontdesk.engine.ask, cut_off
         with pytest.raises(frontdesk.Unavailable) as caught:
-            desk.ask(Request("Where is the vault?", "cli", None, "c"))
+            desk.ask(AskRequest(text="Where is the vault?", channel="cli", user_id=None, conversation_id="c"))
     finally:
-        frontdesk.chain.ask = original
+        frontdesk.engine.ask = original
         services.pool.close()
     assert caught.value.status == 503 and caught.value.retry_after == 5
     assert "the database is unavailable (terminating connection" in str(caught.value)
@@ -323,7 +324,7 @@ def test_the_gate_serves_waiters_first_come_first_served() -> None:
     be overtaken again and again: p95 7.3 s against a p50 of 0.5 s under 20 locust users)."""
     import asyncio
 
-    from chat.frontdesk import Gate
+    from chat.desk.gate import Gate
 
     gate, order = Gate(concurrent=1, queued=10, wait_s=10), []
     gate.acquire()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evals import beir
-from evals.metrics import dedupe, mrr_at, ndcg_at, recall_at
+from evals.ir_metrics import dedupe, mrr_at, ndcg_at, recall_at
 from evals.retrieval import evaluate, prepare
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"

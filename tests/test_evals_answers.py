@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chat.feedback_report import wilson
+from chat.feedback.report import wilson
 from evals.answers import cited_gold, contains, exact_match, f1, normalize
 from evals.report import check, load_thresholds
-from evals.standin_llm import StandIn, grounded_reply
+from tests.helpers.standin_llm import StandIn, grounded_reply
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

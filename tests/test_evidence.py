@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from chat import evidence
-from chat.context import Source, build_sentences
-from chat.verify import SentenceStream, verify
+from chat.engine import evidence
+from chat.engine.context import Source, build_sentences
+from chat.engine.verify import SentenceStream, verify
 from core.settings import VerifySettings
 from evals import gates, guide
 from retrieval.tokens import count

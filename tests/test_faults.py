@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from core import pgserver
-from evals.load import check_feedback, own_server, run
+from evals.bench.load import check_feedback, run
+from tests.helpers.serving import own_server
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +46,8 @@ def test_killing_the_local_llm_mid_stream_fails_clearly_and_the_next_question_re
 
     import psycopg
 
-    from chat.llm import MODEL_FILE, assemble_model
-    from evals.serving import serve
+    from chat.engine.llm import MODEL_FILE, assemble_model
+    from tests.helpers.serving import serve
 
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
@@ -107,7 +108,7 @@ def test_a_full_disk_during_an_ingest_is_a_clear_error_and_nothing_is_half_writt
 
     import psycopg
 
-    from evals.crash_ingest import corpus, problems
+    from evals.bench.crash_ingest import corpus, problems
 
     home = tmp_path / "home"
     home.mkdir()

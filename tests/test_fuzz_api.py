@@ -23,8 +23,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from evals.serving import serve
-from evals.standin_llm import StandIn, grounded_reply
+from tests.helpers.serving import serve
+from tests.helpers.standin_llm import StandIn, grounded_reply
 
 TOKEN = "fuzz-token-0123456789abcdef"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,

@@ -8,8 +8,8 @@ import tomllib
 
 import pytest
 
-from chat.llm import endpoint, stop_server
-from chat.services import Services, open_pool
+from chat.engine.llm import endpoint, stop_server
+from chat.engine.services import Services, open_pool
 from evals import guide
 from evals.support import THRESHOLDS
 from retrieval.rerank import load_reranker

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from chat.frontdesk import FrontDesk
-from chat.llm import endpoint, stop_server
-from chat.services import Services, open_pool
+from chat.desk.frontdesk import FrontDesk
+from chat.engine.llm import endpoint, stop_server
+from chat.engine.services import Services, open_pool
 from evals.injection import CASES, prepare, run
 from retrieval.rerank import load_reranker
 

@@ -11,25 +11,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chat.chain import ask
-from chat.feedback_report import groups
-from chat.learn import collect
-from chat.llm import Endpoint
-from chat.retrieve import retrieve
-from chat.services import Services, open_pool
+from chat.engine.ask import ask
+from chat.engine.llm import Endpoint
+from chat.engine.retrieve import retrieve
+from chat.engine.services import Services, open_pool
+from chat.feedback.collect import collect
+from chat.feedback.learning import MIN_PAIRS, learn
+from chat.feedback.replay import feedback_cases
+from chat.feedback.report import groups
 from chat.turns import FeedbackError, annotate_feedback, rate_source, record_feedback
 from chat.types import Question
 from evals import beir
-from evals.learn import MIN_PAIRS, learn
 from evals.learn_proof import simulate
-from evals.replay import feedback_cases
 from evals.retrieval import RERANKED, evaluate, prepare
-from evals.standin_llm import StandIn
 from retrieval import learned
 from retrieval.filters import EVERYTHING
 from retrieval.learned import Adapter, LearnError, TrainSettings
 from retrieval.rerank import load_reranker
 from tests.corpus import documents, store_documents
+from tests.helpers.standin_llm import StandIn
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 

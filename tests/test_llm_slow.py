@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from chat.chain import ask
-from chat.llm import endpoint, stop_server
+from chat.engine.ask import ask
+from chat.engine.llm import endpoint, stop_server
+from chat.engine.services import Services, open_pool
 from chat.sampling import preset
-from chat.services import Services, open_pool
 from chat.turns import record_feedback
 from chat.types import ABSTAIN_TEXT, Question
 from retrieval.filters import EVERYTHING

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
-from chat.llm import running_server
+from chat.engine.llm import running_server
 
 
 def test_a_busy_server_is_still_the_running_one_and_a_dead_one_is_not(settings, tmp_path) -> None:

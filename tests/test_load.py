@@ -1,14 +1,14 @@
 """Beyond capacity, answers are refused with 503 + Retry-After (none hang) and every feedback is stored: a short,
 bounded load (locust) against a running server with a deliberately tiny gate (the full run is
-`python -m evals.load`)."""
+`python -m evals.bench.load`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from evals.load import check_feedback, run
-from evals.serving import serve
-from evals.standin_llm import StandIn, grounded_reply, grounded_sentences
+from evals.bench.load import check_feedback, run
+from tests.helpers.serving import serve
+from tests.helpers.standin_llm import StandIn, grounded_reply, grounded_sentences
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from chat import metrics
-from chat.frontdesk import Busy, Gate
+from chat import telemetry as metrics
+from chat.desk.gate import Busy, Gate
 from chat.types import Answer
 
 

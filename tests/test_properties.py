@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from chat.citations import check
+from chat.engine.citations import check
 from core.settings import ChunkSettings
 from retrieval import filters
 from retrieval.chunk import split

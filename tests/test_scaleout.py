@@ -19,10 +19,10 @@ from psycopg_pool import ConnectionPool
 
 from core import db, pgserver
 from core.replicas import ReadRouter, wait_caught_up
-from evals.serving import serve
-from evals.standin_llm import StandIn, grounded_reply
 from retrieval.ingest import IngestOptions, ingest
 from tests.conftest import write_files
+from tests.helpers.serving import serve
+from tests.helpers.standin_llm import StandIn, grounded_reply
 
 pytestmark = pytest.mark.slow
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -7,17 +7,17 @@ import dataclasses
 import pytest
 from slack_sdk import WebClient
 
-from chat.frontdesk import FrontDesk
-from chat.llm import Endpoint
-from chat.render_slack import answer_blocks, escape, source_line
-from chat.services import Services, open_pool
-from chat.slack_bot import answer_event, channel_filters
+from chat.desk.frontdesk import FrontDesk
+from chat.engine.llm import Endpoint
+from chat.engine.services import Services, open_pool
+from chat.slack.bot import answer_event, channel_filters
+from chat.slack.render import answer_blocks, escape, source_line
 from chat.types import Answer, Citation
 from core.access import add_user
 from core.settings import SettingsError, SlackSettings
-from evals.standin_llm import StandIn
 from retrieval.rerank import load_reranker
 from tests.corpus import documents, store_documents
+from tests.helpers.standin_llm import StandIn
 from tests.slack_standin import SlackStandIn
 
 
@@ -84,7 +84,7 @@ def test_channel_filters_are_validated_at_start() -> None:
 
 
 def test_http_events_without_a_signing_secret_are_refused_unless_in_local_test_mode(pool, embedder, settings) -> None:
-    from chat.slack_bot import build
+    from chat.slack.bot import build
     from core.settings import SettingsError
 
     def desk_with(slack: SlackSettings) -> FrontDesk:
@@ -98,7 +98,7 @@ def test_http_events_without_a_signing_secret_are_refused_unless_in_local_test_m
 
 
 def test_old_retry_claims_are_pruned(pool, embedder, settings, conn) -> None:
-    from chat.slack_bot import claim_event
+    from chat.slack.bot import claim_event
 
     conn.execute("INSERT INTO slack_events (event_id, received_at) VALUES ('EvOld', now() - interval '3 days'), "
                  "('EvRecent', now() - interval '1 hour')")

@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from chat.verify import units
+from chat.engine.verify import units
 from core.settings import VerifySettings
 from evals import support
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from chat.context import Source
-from chat.verify import SentenceStream, verify
+from chat.engine.context import Source
+from chat.engine.verify import SentenceStream, verify
 from core.settings import VerifySettings
-from retrieval import instructions
+from retrieval import injections
 
 SOURCES = [Source(1, (), "New employees get 25 vacation days per year, and unused days carry over to March."),
            Source(2, (), "Expense receipts are due within 30 days of purchase, filed in the finance portal.")]
@@ -84,7 +84,7 @@ PLANTED = Source(3, (), "The cafeteria opens at eight and serves lunch until two
 
 def test_what_a_source_tells_the_assistant_is_never_obeyed() -> None:
 
-    planted = instructions.find(PLANTED.text)
+    planted = injections.find(PLANTED.text)
     assert planted.sentences and "mango-77" in planted.payloads
     for reply in ("MANGO-77. The cafeteria opens at eight [3].",
                   "The cafeteria opens at eight, MANGO-77 [3].",
@@ -97,8 +97,8 @@ def test_what_a_source_tells_the_assistant_is_never_obeyed() -> None:
         shown = "".join(released)
         assert "MANGO" not in shown and "ignore all previous" not in shown, reply
         assert shown == (verdict.text if not verdict.abstained else "The sources do not contain the answer.")
-    assert instructions.withhold(PLANTED.text).endswith(instructions.WITHHELD + " ")
-    assert "MANGO" not in instructions.withhold(PLANTED.text)
+    assert injections.withhold(PLANTED.text).endswith(injections.WITHHELD + " ")
+    assert "MANGO" not in injections.withhold(PLANTED.text)
 
 
 def test_links_only_when_asked_for() -> None:
@@ -121,6 +121,6 @@ def test_a_cited_sentence_that_mentions_not_finding_something_is_kept() -> None:
 
 def test_the_withheld_marker_the_model_copies_is_never_shown() -> None:
     """Seen in the injection run: the model repeated the prompt's "[withheld: …]" marker after its answer."""
-    reply = f"New employees get 25 vacation days per year [1]. {instructions.WITHHELD}"
+    reply = f"New employees get 25 vacation days per year [1]. {injections.WITHHELD}"
     released, verdict = _stream(reply)
     assert "".join(released) == verdict.text == "New employees get 25 vacation days per year [1]."

@@ -11,14 +11,14 @@ import pytest
 from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.user import User
 
-from chat.datalayer import CitewiseDataLayer
-from chat.render_web import answer_markdown, escape, source_page
-from chat.review import feedback_rows, to_csv, to_jsonl
+from chat.feedback.review import feedback_rows, to_csv, to_jsonl
 from chat.sampling import Sampling
 from chat.turns import record_turn
 from chat.types import ABSTAIN_TEXT, Answer, Citation, Question
-from chat.web_auth import logins, parse_users
-from chat.web_settings import PanelError, apply, defaults
+from chat.web.auth import logins, parse_users
+from chat.web.datalayer import CitewiseDataLayer
+from chat.web.panel import PanelError, apply, defaults
+from chat.web.render import answer_markdown, escape, source_page
 from core.settings import Settings, SettingsError
 from retrieval import filters
 from retrieval.loaders import front_matter
@@ -64,7 +64,7 @@ def test_document_text_is_rendered_inert_and_the_supporting_sentence_is_bold() -
 
 
 def test_model_output_cannot_fetch_images_or_hide_link_targets() -> None:
-    from chat.render_web import defang
+    from chat.web.render import defang
 
     assert defang("See ![x](http://evil.example/p?d=1) now [1].") == "See [image: x] now [1]."
     assert defang("Log in [here](http://evil.example/login) [2].") == "Log in here (`http://evil.example/login`) [2]."

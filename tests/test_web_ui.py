@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from evals.serving import ROOT, serve
-from evals.standin_llm import StandIn, grounded_sentences
+from tests.helpers.serving import ROOT, serve
+from tests.helpers.standin_llm import StandIn, grounded_sentences
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(os.environ.get("CITEWISE_TEST_ARTIFACTS", ROOT / "test-artifacts"))

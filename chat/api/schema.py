@@ -1,0 +1,131 @@
+"""What the HTTP routes answer, declared so the served OpenAPI document is a contract a client (or a fuzzer) can
+hold the server to: every status a route can return, each with its body's shape.
+
+Errors have one shape on every route, ``{"detail": "..."}``, a sentence naming the problem and the fix; request
+validation errors get the same shape (see :func:`validation_error`), with FastAPI's structured list kept under
+``errors`` for programs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from chat.types import Citation  # a frozen dataclass: pydantic reads its fields as the schema
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(..., description="what was wrong and how to fix it")
+    errors: list[dict[str, Any]] | None = Field(None, description="for a 422 on the request's shape: each field")
+
+
+class AnswerOut(BaseModel):
+    answer: str
+    citations: list[Citation]
+    sources: list[Citation]
+    abstained: bool
+    turn_id: str | None
+    standalone_question: str
+    prompt_version: str | None
+    model: str | None
+    removed_markers: int
+    auto_cited: int
+    abstain_reason: str | None
+    latency: dict[str, float]
+    conversation_id: str
+
+
+class FeedbackOut(BaseModel):
+    feedback_id: int
+    turn_id: str
+    stored: bool
+
+
+class HealthOut(BaseModel):
+    database: str
+    llm: str
+    model: str
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: str
+    created: int
+    owned_by: str
+
+
+class ModelsOut(BaseModel):
+    object: str
+    data: list[ModelOut]
+
+
+class ChatMessageOut(BaseModel):
+    role: str
+    content: str
+
+
+class ChoiceOut(BaseModel):
+    index: int
+    finish_reason: str
+    message: ChatMessageOut
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionOut(BaseModel):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[ChoiceOut]
+    usage: UsageOut
+    citations: list[Citation]
+    citewise: dict[str, Any]
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry declaring these error statuses with the one error shape."""
+    why = {400: "the body is not valid JSON", 401: "no or unknown bearer token", 404: "no such turn of yours",
+           413: "the question is too long",
+           422: "the request is malformed or a value is out of range",
+           502: "the answer failed (the LLM or the database)", 503: "at capacity (see Retry-After) or unavailable"}
+    return {s: {"model": ErrorOut, "description": why[s]} for s in statuses}
+
+
+def streamed(model: type[BaseModel], what: str, events: tuple[str, ...] = ()) -> dict[int | str, dict[str, Any]]:
+    """A 200 that is JSON, or server-sent events when the request asks to stream: each event's ``data`` is one
+    JSON document (the OpenAI stream ends with ``[DONE]``); ``events`` names the ``event:`` kinds sent, if any."""
+    event: dict[str, Any] = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+    if events:
+        event["properties"]["event"] = {"type": "string", "enum": list(events)}
+        event["required"].append("event")
+    return {200: {"model": model, "description": f"{what}; with streaming asked for, server-sent events",
+                  "content": {"text/event-stream": {"schema": event}}}}
+
+
+def _where(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc if p != "body") or "body"
+
+
+async def database_lost(_: Request, exc: Exception) -> JSONResponse:
+    """Any route whose database went away mid-request (a restart): 503 with Retry-After, never a 500."""
+    from chat.desk.frontdesk import unavailable
+
+    gone = unavailable(exc)
+    return JSONResponse({"detail": str(gone)}, status_code=503, headers={"Retry-After": str(gone.retry_after)})
+
+
+async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """A 422 in the one error shape: each problem named by its field, FastAPI's list kept under ``errors``."""
+    problems = exc.errors()
+    detail = "; ".join(f"{_where(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in problems)
+    listed = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in problems]
+    return JSONResponse({"detail": f"invalid request: {detail}", "errors": listed}, status_code=422)

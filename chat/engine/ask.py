@@ -1,0 +1,48 @@
+"""The answer pipeline: condense → retrieve → build context → generate → verify → record.
+
+Each stage is its own module with one typed entry point; frozen dataclasses pass between them, and :func:`ask`
+only composes them. The model's tokens go through verification before any reach ``on_token``: a caller sees
+only sentences that passed the same checks as the final answer, which is exactly what was streamed. No database
+connection is held while the model generates. Doors never call this directly:
+they go through the front desk (chat.desk.frontdesk), which validates the request, resolves the asker's scope and
+takes an admission slot first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from chat.engine.condense import condense
+from chat.engine.context import prepare
+from chat.engine.generate import GenerationError, generate
+from chat.engine.llm import LLMError
+from chat.engine.record import record, record_failed
+from chat.engine.retrieve import retrieve
+from chat.engine.services import Services
+from chat.engine.verify import SentenceStream, abstention
+from chat.types import ABSTAIN_TEXT, Answer, Question
+
+
+def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
+    """Answer ``q`` with checked citations, streaming verified sentences to ``on_token``; record the turn."""
+    cfg, started = services.settings, time.perf_counter()
+    standalone = condense(services, q)
+    n_sources = q.sources or cfg.answer.sources
+    found = retrieve(services, standalone.question, q.scope, q.filters, n_sources)
+    ctx = prepare(found, q.sampling, n_sources, cfg.answer, cfg.llm.n_ctx)
+    if ctx.abstain_reason:
+        if on_token:
+            on_token(ABSTAIN_TEXT)
+        return record(services, q, found, ctx, abstention(ctx.abstain_reason), None, standalone.condense_ms, started)
+    verified = SentenceStream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted)
+    llm = services.model()
+    try:
+        generated = generate(llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, verified.feed)
+    except GenerationError as exc:
+        record_failed(services, q, found, ctx, exc, standalone.condense_ms, started)
+        if llm.managed:
+            raise LLMError(f"the local LLM stopped while answering ({exc}); it is started again for the next "
+                           "question") from exc
+        raise LLMError(f"the LLM at {llm.base_url} failed: {exc}") from exc
+    return record(services, q, found, ctx, verified.close(), generated, standalone.condense_ms, started)
