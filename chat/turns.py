@@ -8,12 +8,19 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from chat.telemetry import SOURCE_THUMBS, THUMBS
 from chat.types import Answer, Question, RetrievedRecord
 from retrieval.clean import plain
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str)  # filter values may be dates
 
 
 class FeedbackError(ValueError):
@@ -23,23 +30,16 @@ class FeedbackError(ValueError):
 def record_turn(conn: psycopg.Connection, q: Question, answer: Answer, retrieved: list[RetrievedRecord],
                 prompt_name: str | None, status: str = "ok", error: str | None = None) -> str:
     """Insert the turn in its own transaction and return its id."""
+    columns = {"conversation_id": q.conversation_id, "user_id": q.user_id, "channel": q.channel,
+               "question": q.text, "filters": [{"field": f.field, "op": f.op, "value": f.value} for f in q.filters],
+               "sampling": q.sampling.to_json(), "retrieved": [r.to_json() for r in retrieved],
+               "prompt_name": prompt_name, "status": status, "error": error, "client_ref": q.client_ref,
+               **answer.stored()}
+    values = [Jsonb(v, dumps=_json) if isinstance(v, list | dict) else v for v in columns.values()]
+    statement = sql.SQL("INSERT INTO turns ({}) VALUES ({}) RETURNING id").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(sql.Placeholder() * len(columns)))
     with conn.transaction():
-        row = conn.execute(
-            "INSERT INTO turns (conversation_id, user_id, channel, question, standalone_question, filters, sampling, "
-            "retrieved, prompt_name, prompt_version, model, answer, citations, removed_markers, auto_cited, abstained, "
-            "abstain_reason, status, error, prompt_tokens, completion_tokens, latency, client_ref, model_output, "
-            "retriever_version) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s) "
-            "RETURNING id",
-            (q.conversation_id, q.user_id, q.channel, q.text, answer.standalone_question,
-             json.dumps([{"field": f.field, "op": f.op, "value": f.value} for f in q.filters], default=str),
-             json.dumps(q.sampling.to_json()), json.dumps([r.to_json() for r in retrieved]), prompt_name,
-             answer.prompt_version, answer.model, answer.text, json.dumps([c.to_json() for c in answer.citations]),
-             answer.removed_markers, answer.auto_cited, answer.abstained, answer.abstain_reason, status, error,
-             answer.prompt_tokens, answer.completion_tokens, json.dumps(answer.latency), q.client_ref,
-             answer.model_output, answer.retriever_version),
-        ).fetchone()
+        row = conn.execute(statement, values).fetchone()
     return str(row[0])
 
 
@@ -195,8 +195,7 @@ def delete_feedback(conn: psycopg.Connection, feedback_id: int, user_id: str | N
     return row is not None
 
 
-def history(conn: psycopg.Connection, conversation_id: str, user_id: str | None = None,
-            limit: int = 6) -> list[tuple[str, str]]:
+def history(conn: psycopg.Connection, conversation_id: str, user_id: str | None, limit: int) -> list[tuple[str, str]]:
     """The last ``limit`` (question, answer) pairs this user had in a conversation, oldest first."""
     rows = conn.execute(
         "SELECT question, answer FROM turns WHERE conversation_id = %s AND user_id IS NOT DISTINCT FROM %s "

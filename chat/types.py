@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from chat.sampling import Sampling
@@ -47,37 +47,60 @@ class Question:
     history: tuple[tuple[str, str], ...] | None = None  # (question, answer) pairs the caller keeps (OpenAI API)
 
 
-@dataclass(frozen=True)
+# Each answer field says once where it goes: SHOWN fields are what every door may show (the API's JSON answer and
+# its OpenAPI schema are derived from them, chat.api.schema); STORED fields are columns of the turn's row
+# (chat.turns.record_turn), under the column name given. A field with neither is for evals and the caller only.
+SHOWN, STORED = "shown", "stored"
+
+
+def _f(*, shown: str | None = None, stored: str | None = None, **kw: Any) -> Any:
+    return field(metadata={SHOWN: shown, STORED: stored}, **kw)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Answer:
-    text: str
-    citations: tuple[Citation, ...]
-    sources: tuple[Citation, ...]  # every numbered source the model saw (the closest ones when abstaining)
-    abstained: bool
-    turn_id: str | None
-    standalone_question: str
-    prompt_version: str | None
-    model: str | None
-    removed_markers: int = 0
-    latency: dict[str, float] = field(default_factory=dict)
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    auto_cited: int = 0  # markers added or corrected by the overlap check (chat.engine.citations.repair)
-    abstain_reason: str | None = None  # why it abstained (chat.engine.verify, chat.engine.context.prepare)
-    dropped: int = 0  # sentences left out because no source supports them
-    # for evals and the turn record only, never sent to a door (to_json leaves them out): what the model wrote
-    # before verification, and the sources its own markers named before repair
-    model_output: str | None = None
-    model_cited: tuple[int, ...] = ()
-    retriever_version: int | None = None  # the learned retriever the search used; None: the base model
-    best_similarity: float | None = None  # the closest candidate's cosine similarity (the abstention gate's evidence)
+    text: str = _f(shown="answer", stored="answer")
+    citations: tuple[Citation, ...] = _f(shown="citations", stored="citations")
+    # every numbered source the model saw (the closest ones when abstaining)
+    sources: tuple[Citation, ...] = _f(shown="sources")
+    abstained: bool = _f(shown="abstained", stored="abstained")
+    turn_id: str | None = _f(shown="turn_id")
+    standalone_question: str = _f(shown="standalone_question", stored="standalone_question")
+    prompt_version: str | None = _f(shown="prompt_version", stored="prompt_version")
+    model: str | None = _f(shown="model", stored="model")
+    removed_markers: int = _f(shown="removed_markers", stored="removed_markers", default=0)
+    latency: dict[str, float] = _f(shown="latency", stored="latency", default_factory=dict)
+    prompt_tokens: int | None = _f(stored="prompt_tokens", default=None)
+    completion_tokens: int | None = _f(stored="completion_tokens", default=None)
+    # markers added or corrected by the overlap check (chat.engine.citations.repair)
+    auto_cited: int = _f(shown="auto_cited", stored="auto_cited", default=0)
+    # why it abstained (chat.engine.verify, chat.engine.context)
+    abstain_reason: str | None = _f(shown="abstain_reason", stored="abstain_reason", default=None)
+    dropped: int = _f(default=0)  # sentences left out because no source supports them
+    # what the model wrote before verification (stored, never shown), and the sources its own markers named
+    model_output: str | None = _f(stored="model_output", default=None)
+    model_cited: tuple[int, ...] = _f(default=())
+    retriever_version: int | None = _f(stored="retriever_version", default=None)  # None: the base model
+    best_similarity: float | None = _f(default=None)  # the closest candidate's cosine similarity
 
     def to_json(self) -> dict[str, Any]:
-        return {"answer": self.text, "citations": [c.to_json() for c in self.citations],
-                "sources": [c.to_json() for c in self.sources], "abstained": self.abstained,
-                "turn_id": self.turn_id, "standalone_question": self.standalone_question,
-                "prompt_version": self.prompt_version, "model": self.model, "removed_markers": self.removed_markers,
-                "auto_cited": self.auto_cited, "abstain_reason": self.abstain_reason,
-                "latency": self.latency}
+        """What a door may show: the SHOWN fields under their public names, citations as plain objects."""
+        return {name: _plain(getattr(self, f.name)) for f, name in shown_fields()}
+
+    def stored(self) -> dict[str, Any]:
+        """The turn row's columns this answer fills (JSON columns as Python values; the store encodes them)."""
+        return {f.metadata[STORED]: _plain(getattr(self, f.name)) for f in fields(self) if f.metadata[STORED]}
+
+
+def shown_fields() -> list[tuple[Any, str]]:
+    """(field, public name) of every SHOWN answer field, in declaration order."""
+    return [(f, f.metadata[SHOWN]) for f in fields(Answer) if f.metadata[SHOWN]]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value.to_json() if isinstance(value, Citation) else value
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,10 @@ class DeskSettings:
     """The front desk every door calls: how long a question may be, and how many answers run and wait."""
 
     max_question_chars: int = 4000
+    # the most numbered sources a question may ask for, at every door (the web panel's slider stops here too)
+    max_sources: int = 20
+    # earlier (question, answer) pairs of a conversation a follow-up is condensed with, at every door
+    history_turns: int = 6
     # answers running at once (each waits on the LLM) and waiting beyond them; more are refused with 503 +
     # Retry-After. The database pool is sized from these (see docs/configuration.md).
     max_concurrent_answers: int = 4
@@ -309,6 +313,8 @@ class DeskSettings:
         # streaming: with it, answers queue in citewise's gate instead
         concurrent = cls.max_concurrent_answers if env.str("CITEWISE_LLM_BASE_URL") else 1
         return cls(max_question_chars=env.int("CITEWISE_MAX_QUESTION_CHARS", cls.max_question_chars, 10, 100_000),
+                   max_sources=env.int("CITEWISE_MAX_SOURCES", cls.max_sources, 1, 50),
+                   history_turns=env.int("CITEWISE_HISTORY_TURNS", cls.history_turns, 0, 50),
                    max_concurrent_answers=env.int("CITEWISE_MAX_CONCURRENT_ANSWERS", concurrent, 1, 256),
                    max_queued_answers=env.int("CITEWISE_MAX_QUEUED_ANSWERS", cls.max_queued_answers, 0, 10_000),
                    queue_wait_s=env.float("CITEWISE_QUEUE_WAIT", cls.queue_wait_s, 1.0, 3600.0))

@@ -37,7 +37,8 @@ def test_answer_metrics() -> None:
     from chat.types import Answer, Citation
 
     c = Citation(1, ("c",), "d", "t", "s", "u", 0, 10, "The Broncos beat the Panthers 24 to 10 in Santa Clara.")
-    a = Answer("They won by fourteen points [1].", (c,), (c,), False, "t", "q", None, None)
+    a = Answer(text="They won by fourteen points [1].", citations=(c,), sources=(c,), abstained=False, turn_id="t",
+               standalone_question="q", prompt_version=None, model=None)
     assert cited_gold(a, ("24 to 10",)) == 1.0, "judged by the gold answer, not by overlap with the reply"
     assert cited_gold(a, ("Levi's Stadium",)) == 0.0
 

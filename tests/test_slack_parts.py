@@ -68,7 +68,8 @@ def test_mrkdwn_is_inert_and_links_cannot_be_spoofed() -> None:
     assert source_line(web) == "[1] <https://wiki.example.com/guide|Guide &lt;b&gt;¦x> · wiki"
     local = dataclasses.replace(web, uri="/srv/docs/a b.md")
     assert "<" not in source_line(local) and "`/srv/docs/a b.md`" in source_line(local)
-    answer = Answer("**25 days** <!here> [1].", (web,), (web,), False, "turn-1", "q", "v", "m")
+    answer = Answer(text="**25 days** <!here> [1].", citations=(web,), sources=(web,), abstained=False,
+                    turn_id="turn-1", standalone_question="q", prompt_version="v", model="m")
     blocks = answer_blocks(answer)
     assert blocks[0]["text"]["text"] == "*25 days* &lt;!here&gt; [1]."
     assert [e["value"] for e in blocks[-1]["elements"]] == ["turn-1", "turn-1"]

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 
 import pytest
 from chainlit.types import Feedback, Pagination, ThreadFilter
@@ -19,7 +20,7 @@ from chat.web.auth import logins, parse_users
 from chat.web.datalayer import CitewiseDataLayer
 from chat.web.panel import PanelError, apply, defaults
 from chat.web.render import answer_markdown, escape, source_page
-from core.settings import Settings, SettingsError
+from core.settings import DeskSettings, Settings, SettingsError
 from retrieval import filters
 from retrieval.loaders import front_matter
 from retrieval.types import Document
@@ -28,37 +29,51 @@ from tests.corpus import store_documents
 
 def test_choosing_a_preset_resets_the_sliders_and_moving_one_makes_it_custom() -> None:
     start = defaults("precise", 5)
-    balanced = apply({"preset": "balanced"}, start)
+    balanced = apply({"preset": "balanced"}, start, MOST)
     assert balanced.sampling.preset == "balanced" and balanced.values["temperature"] == 0.4
-    moved = apply({**balanced.values, "temperature": 0.7}, balanced.values)
+    moved = apply({**balanced.values, "temperature": 0.7}, balanced.values, MOST)
     assert moved.sampling.preset == "custom" and moved.sampling.temperature == 0.7
     assert moved.sampling.top_k == 40 and moved.values["preset"] == "balanced"
-    assert apply({**start, "temperature": 0.30000000000000004}, start).sampling.temperature == 0.3
+    assert apply({**start, "temperature": 0.30000000000000004}, start, MOST).sampling.temperature == 0.3
+
+
+MOST = DeskSettings.max_sources  # the desk's limit, which the panel is given
 
 
 def test_panel_values_become_filters_and_bad_values_are_named() -> None:
     c = apply({"filter_sources": ["handbook"], "author": "Ada", "date_from": "2025-01-01", "date_to": "2025-12-31",
-               "tags": ["faq"]}, defaults("precise", 5))
+               "tags": ["faq"]}, defaults("precise", 5), MOST)
     assert [(f.field, f.op) for f in c.filters] == [("source", "in"), ("author", "="), ("updated", ">="),
                                                    ("updated", "<="), ("tags", "in")]
     assert c.filters[3].value.hour == 23
     with pytest.raises(PanelError, match="updated: 'last week' is not a date"):
-        apply({"date_from": "last week"}, defaults("precise", 5))
+        apply({"date_from": "last week"}, defaults("precise", 5), MOST)
     with pytest.raises(PanelError, match="top_p=0 would allow no token"):
-        apply({"top_p": 0}, defaults("precise", 5))
-    with pytest.raises(PanelError, match=r"number of sources must be 1\.\.10"):
-        apply({"sources": 40}, defaults("precise", 5))
+        apply({"top_p": 0}, defaults("precise", 5), MOST)
+    with pytest.raises(PanelError, match=r"number of sources must be 1\.\.20"):
+        apply({"sources": 40}, defaults("precise", 5), MOST)
+
+
+def test_a_passage_is_shown_as_the_text_it_is() -> None:
+    """Chainlit's Markdown takes ":word" for a directive and drops it; every colon of a passage is escaped, so
+    the side panel shows "alice:password1,bob:password2" as written (found by a newcomer, issue 24)."""
+    c = Citation(1, ("c1",), "d1", "Logins", "ops", "logins.md", 0, 29, "alice:password1,bob:password2", None)
+    page = source_page(c, "")
+    assert "alice\\:password1,bob\\:password2" in page
+    unescaped = re.sub(r"\\(.)", r"\1", page.rsplit("---", 1)[1]).strip()
+    assert unescaped == "alice:password1,bob:password2"
 
 
 def test_document_text_is_rendered_inert_and_the_supporting_sentence_is_bold() -> None:
     assert escape("<script>alert(1)</script> [x](javascript:1) @channel") == (
-        "\\<script\\>alert\\(1\\)\\</script\\> \\[x\\]\\(javascript:1\\) @\u200bchannel")
+        "\\<script\\>alert\\(1\\)\\</script\\> \\[x\\]\\(javascript\\:1\\) @\u200bchannel")
     c = Citation(1, ("c1",), "d1", "Leave", "hr", "leave.md", 0, 90,
                  "Staff get 25 days of leave. Requests go to the manager. Parking is free.", "2025-01-02")
     page = source_page(c, "Requests for leave go to the manager [1].")
     assert "**Requests go to the manager.**" in page and "**Staff" not in page
     assert "**Date:** 2025-01-02" in page and "**Characters:** 0–90" in page
-    abstained = Answer(ABSTAIN_TEXT, (), (c,), True, "t", "q", None, None)
+    abstained = Answer(text=ABSTAIN_TEXT, citations=(), sources=(c,), abstained=True, turn_id="t",
+                       standalone_question="q", prompt_version=None, model=None)
     text, listed = answer_markdown(abstained)
     assert text.startswith("> **Not found in the sources.**") and "Closest sources" in text and listed == [c]
 
@@ -100,7 +115,8 @@ def test_front_matter_gives_title_author_dates_and_a_tags_filter(conn, embedder,
 def _turn(conn, user: str, conversation: str, ref: str) -> str:
     q = Question(text="How many days of leave?", conversation_id=conversation, channel="web", user_id=user,
                  scope=filters.EVERYTHING, sampling=Sampling(temperature=0.3), client_ref=ref)
-    a = Answer("25 days [1].", (), (), False, None, q.text, "v1", "standin")
+    a = Answer(text="25 days [1].", citations=(), sources=(), abstained=False, turn_id=None, standalone_question=q.text,
+               prompt_version="v1", model="standin")
     return record_turn(conn, q, a, [], "answer")
 
 

@@ -63,7 +63,7 @@ def _history(messages: list[Message]) -> tuple[tuple[str, str], ...]:
         elif m.role == "assistant" and pending is not None:
             pairs.append((pending, m.text().split(_FOOTER, 1)[0]))
             pending = None
-    return tuple(pairs[-6:])
+    return tuple(pairs)  # the desk keeps the last CITEWISE_HISTORY_TURNS of them
 
 
 def request_of(body: ChatIn, who: str) -> AskRequest:

@@ -42,7 +42,8 @@ class AskIn(BaseModel):
     question: str = Field(..., min_length=1)
     filters: list[str] = Field(default_factory=list, description="FIELD OP VALUE, e.g. 'source = handbook'")
     sampling: SamplingIn = Field(default_factory=SamplingIn)
-    sources: int | None = Field(None, ge=1, le=20, description="number of numbered sources given to the model")
+    sources: int | None = Field(None, description="number of numbered sources given to the model: 1 to "
+                                "CITEWISE_MAX_SOURCES (20 unless configured); the front desk checks it")
     conversation_id: str | None = Field(None, max_length=200, description="continue this conversation")
 
 

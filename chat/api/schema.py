@@ -8,14 +8,14 @@ validation errors get the same shape (see :func:`validation_error`), with FastAP
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_type_hints
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-from chat.types import Citation  # a frozen dataclass: pydantic reads its fields as the schema
+from chat.types import Answer, Citation, shown_fields  # frozen dataclasses: pydantic reads their fields
 
 
 class ErrorOut(BaseModel):
@@ -23,20 +23,14 @@ class ErrorOut(BaseModel):
     errors: list[dict[str, Any]] | None = Field(None, description="for a 422 on the request's shape: each field")
 
 
-class AnswerOut(BaseModel):
-    answer: str
-    citations: list[Citation]
-    sources: list[Citation]
-    abstained: bool
-    turn_id: str | None
-    standalone_question: str
-    prompt_version: str | None
-    model: str | None
-    removed_markers: int
-    auto_cited: int
-    abstain_reason: str | None
-    latency: dict[str, float]
-    conversation_id: str
+def _answer_out() -> type[BaseModel]:
+    """The API's answer: the answer's SHOWN fields (chat.types.Answer, declared there once) and the conversation."""
+    hints = get_type_hints(Answer)
+    shown = {name: (hints[f.name], ...) for f, name in shown_fields()}
+    return create_model("AnswerOut", **shown, conversation_id=(str, ...))
+
+
+AnswerOut = _answer_out()
 
 
 class FeedbackOut(BaseModel):

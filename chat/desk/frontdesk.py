@@ -128,8 +128,9 @@ def check(req: AskRequest, cfg: Settings) -> Checked:
                       "(an admin can raise CITEWISE_MAX_QUESTION_CHARS)")
     if not text.strip():
         raise Rejected("the question is empty")
-    if req.sources is not None and not 1 <= req.sources <= 50:
-        raise Rejected(f"sources={req.sources} is out of range; expected 1..50")
+    most = cfg.desk.max_sources
+    if req.sources is not None and not 1 <= req.sources <= most:
+        raise Rejected(f"sources={req.sources} is out of range; expected 1..{most} (CITEWISE_MAX_SOURCES)")
     try:
         parsed = [f if isinstance(f, grammar.Filter) else grammar.parse(plain(f)) for f in req.filters]
     except grammar.FilterError as exc:
@@ -158,6 +159,13 @@ class FrontDesk:
         with self.services.pool.connection() as conn:
             who = access.resolve(conn, user_id)
         return grammar.Scope.of(who, self.services.settings.public_ungrouped)
+
+    def _history(self, pairs: tuple[tuple[str, str], ...] | None) -> tuple[tuple[str, str], ...] | None:
+        """A caller's own history (the OpenAI endpoint's messages), cleaned and cut to the window every door uses."""
+        if not pairs:
+            return pairs
+        window = self.services.settings.desk.history_turns
+        return tuple((plain(q), plain(a)) for q, a in pairs[len(pairs) - window:] if window)
 
     def rate(self, r: Rating) -> int:
         """Store a thumb; the one rule for every door: a turn is rated by whoever asked it, or by an admin. A turn
@@ -196,7 +204,7 @@ class FrontDesk:
         question = Question(text=ok.text, conversation_id=plain(req.conversation_id or str(uuid.uuid4())),
                             channel=req.channel, user_id=req.user_id, scope=self._scope(req), filters=ok.filters,
                             sampling=ok.sampling, sources=req.sources, client_ref=req.client_ref,
-                            history=tuple((plain(q), plain(a)) for q, a in req.history) if req.history else req.history)
+                            history=self._history(req.history))
         self.gate.check()
         return question
 

@@ -30,7 +30,7 @@ def condense(services: Services, q: Question) -> Condensed:
         past = list(q.history)
     else:
         with services.pool.connection() as conn:
-            past = history(conn, q.conversation_id, q.user_id)
+            past = history(conn, q.conversation_id, q.user_id, services.settings.desk.history_turns)
     if not past:
         return Condensed(q.text, None)
     t = time.perf_counter()

@@ -33,14 +33,18 @@ def record(services: Services, q: Question, found: Retrieved, ctx: Context, chec
     by_number = {s.number: s for s in ctx.sources}
     asked = generated is not None
     answer = Answer(
-        ABSTAIN_TEXT if checked.abstained else checked.text, tuple(by_number[n].citation() for n in checked.cited),
-        tuple(s.citation() for s in ctx.sources), checked.abstained, None, found.query,
-        ctx.prompt_version if asked else None, services.llm.model if asked else None, checked.removed_markers,
-        _latency(found, condense_ms, generated.first_token_ms if generated else None, started,
-                 checked.first_verified_ms),
-        generated.prompt_tokens if generated else None, generated.completion_tokens if generated else None,
-        checked.auto_cited, checked.abstain_reason, checked.dropped, generated.text if generated else None,
-        checked.model_cited, found.retriever_version, found.best_similarity)
+        text=ABSTAIN_TEXT if checked.abstained else checked.text,
+        citations=tuple(by_number[n].citation() for n in checked.cited),
+        sources=tuple(s.citation() for s in ctx.sources), abstained=checked.abstained, turn_id=None,
+        standalone_question=found.query, prompt_version=ctx.prompt_version if asked else None,
+        model=services.llm.model if asked else None, removed_markers=checked.removed_markers,
+        latency=_latency(found, condense_ms, generated.first_token_ms if generated else None, started,
+                         checked.first_verified_ms),
+        prompt_tokens=generated.prompt_tokens if generated else None,
+        completion_tokens=generated.completion_tokens if generated else None, auto_cited=checked.auto_cited,
+        abstain_reason=checked.abstain_reason, dropped=checked.dropped,
+        model_output=generated.text if generated else None, model_cited=checked.model_cited,
+        retriever_version=found.retriever_version, best_similarity=found.best_similarity)
     with services.pool.connection() as conn:
         turn_id = record_turn(conn, q, answer, found.records(), ctx.prompt_name if asked else None)
     return replace(answer, turn_id=turn_id)
@@ -49,8 +53,9 @@ def record(services: Services, q: Question, found: Retrieved, ctx: Context, chec
 def record_failed(services: Services, q: Question, found: Retrieved, ctx: Context, exc: GenerationError,
                   condense_ms: float | None, started: float) -> None:
     """A turn whose model call failed: what it streamed, and the error, so no half answer goes unrecorded."""
-    failed = Answer(exc.partial, (), tuple(s.citation() for s in ctx.sources), False, None, found.query,
-                    ctx.prompt_version, services.llm.model, latency=_latency(found, condense_ms, None, started),
+    failed = Answer(text=exc.partial, citations=(), sources=tuple(s.citation() for s in ctx.sources), abstained=False,
+                    turn_id=None, standalone_question=found.query, prompt_version=ctx.prompt_version,
+                    model=services.llm.model, latency=_latency(found, condense_ms, None, started),
                     retriever_version=found.retriever_version)
     with services.pool.connection() as conn:
         record_turn(conn, q, failed, found.records(), ctx.prompt_name, status="failed",

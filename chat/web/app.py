@@ -56,15 +56,16 @@ async def _source_names() -> list[str]:
 
 
 async def _show_panel(values: dict) -> None:
-    await cl.ChatSettings(widgets(values, await _source_names())).send()
+    most = mount.current().desk.services.settings.desk.max_sources
+    await cl.ChatSettings(widgets(values, await _source_names(), most)).send()
 
 
 async def _start(values: dict) -> None:
     cfg = mount.current().desk.services.settings
     try:
-        choices = apply(values, defaults(cfg.answer.preset, cfg.answer.sources))
+        choices = apply(values, defaults(cfg.answer.preset, cfg.answer.sources), cfg.desk.max_sources)
     except PanelError:
-        choices = apply({}, defaults(cfg.answer.preset, cfg.answer.sources))
+        choices = apply({}, defaults(cfg.answer.preset, cfg.answer.sources), cfg.desk.max_sources)
     cl.user_session.set(_CHOICES, choices)
     await _show_panel(choices.values)
 
@@ -83,7 +84,7 @@ async def _on_resume(thread: ThreadDict) -> None:
 async def _on_settings(values: dict) -> None:
     previous: Choices = cl.user_session.get(_CHOICES)
     try:
-        choices = apply(values, previous.values)
+        choices = apply(values, previous.values, mount.current().desk.services.settings.desk.max_sources)
     except PanelError as exc:
         await cl.ErrorMessage(content=f"Settings not applied: {exc}").send()
         return

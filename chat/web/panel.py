@@ -13,8 +13,6 @@ from chat.sampling import PRESETS, Sampling, SamplingError, preset
 from retrieval import filters as grammar
 from retrieval.filters import Filter, FilterError
 
-MAX_SOURCES = 10
-
 
 class PanelError(ValueError):
     """A settings value cannot be used; the message names the field and what it accepts."""
@@ -36,8 +34,9 @@ def defaults(preset_name: str, sources: int) -> dict[str, Any]:
             "sources": sources, "filter_sources": [], "author": "", "date_from": "", "date_to": "", "tags": []}
 
 
-def widgets(values: dict[str, Any], source_names: list[str]) -> list[Any]:
-    """Chainlit input widgets showing ``values``; source choices are the sources in the database."""
+def widgets(values: dict[str, Any], source_names: list[str], max_sources: int) -> list[Any]:
+    """Chainlit input widgets showing ``values``; source choices are the sources in the database, and the sources
+    slider stops at the desk's limit (CITEWISE_MAX_SOURCES)."""
     from chainlit.input_widget import MultiSelect, Select, Slider, Tags, TextInput
 
     names = list(PRESETS)
@@ -48,7 +47,7 @@ def widgets(values: dict[str, Any], source_names: list[str]) -> list[Any]:
         Slider(id="temperature", label="Temperature", initial=values["temperature"], min=0, max=2, step=0.1),
         Slider(id="top_k", label="Top-k", initial=values["top_k"], min=1, max=200, step=1),
         Slider(id="top_p", label="Top-p", initial=values["top_p"], min=0.05, max=1, step=0.05),
-        Slider(id="sources", label="Number of sources", initial=values["sources"], min=1, max=MAX_SOURCES, step=1),
+        Slider(id="sources", label="Number of sources", initial=values["sources"], min=1, max=max_sources, step=1),
         MultiSelect(id="filter_sources", label="Sources",
                     items={s: s for s in source_names}, initial=values["filter_sources"],
                     description="Search only these sources (none selected: all)."),
@@ -66,7 +65,7 @@ def _number(values: dict[str, Any], name: str) -> float:
         raise PanelError(f"{name} must be a number, got {values.get(name)!r}") from None
 
 
-def apply(values: dict[str, Any], previous: dict[str, Any]) -> Choices:
+def apply(values: dict[str, Any], previous: dict[str, Any], max_sources: int) -> Choices:
     """The panel's new values → the next turns' choices.
 
     Choosing another preset resets the sliders to it; otherwise slider values that differ from the preset make the
@@ -86,8 +85,8 @@ def apply(values: dict[str, Any], previous: dict[str, Any]) -> Choices:
     except SamplingError as exc:
         raise PanelError(str(exc)) from None
     sources = int(_number(merged, "sources"))
-    if not 1 <= sources <= MAX_SOURCES:
-        raise PanelError(f"number of sources must be 1..{MAX_SOURCES}, got {sources}")
+    if not 1 <= sources <= max_sources:
+        raise PanelError(f"number of sources must be 1..{max_sources}, got {sources}")
     merged["preset"] = sampling.preset if sampling.preset in PRESETS else merged["preset"]
     return Choices(sampling, sources, to_filters(merged), merged)
 

@@ -16,7 +16,9 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]*)\)")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|javascript|data):[^>]*)>", re.I)
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~=])")
+# ":" too: Chainlit's Markdown reads ":word" as a directive and drops it, so "alice:password1,bob:password2"
+# showed as "alice" and ",bob" on separate lines
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~=:])")
 
 
 def escape(text: str) -> str:
