@@ -14,10 +14,10 @@ llm_app = typer.Typer(help="The local LLM server: status, start, stop.", no_args
 
 def _checked(cfg, request, desk=None):
     """The desk's question (or, before services are open, the desk's own validation), or exit 2 with why not."""
-    from chat.desk.frontdesk import Rejected, check
+    from chat.desk.frontdesk import Rejected, validate
 
     try:
-        return desk.prepare(request) if desk else check(request, cfg)
+        return desk.receive(request) if desk else validate(request, cfg)
     except Rejected as exc:
         fail(str(exc))
 

@@ -204,7 +204,7 @@ def run_all(
     half: str = typer.Option("all", help="SciFact queries and XQuAD articles: tune, report (README) or all."),
 ) -> None:
     """Retrieval and answers side by side, a report folder, and the thresholds in evals/thresholds.toml."""
-    from evals.report import check, load_thresholds, write
+    from evals.report import check_thresholds, load_thresholds, write
     from evals.retrieval import compare
 
     cfg = settings()
@@ -215,7 +215,7 @@ def run_all(
                                     ef_values=_ints(ef_search), exact=exact, chunk_sizes=_ints(chunk_tokens),
                                     half=half)
     answer_result = _run_answers(cfg, squad_file, limit, seed, half)
-    failures = check(load_thresholds(), retrieval_results, answer_result)
+    failures = check_thresholds(load_thresholds(), retrieval_results, answer_result)
     meta = {"retrieval dataset": f"{scifact.name} ({split}, half {half})", "answers dataset": f"{squad_file.name} "
             f"(half {half})",
             "answer questions": limit, "seed": seed, "model": cfg.llm.model or "local Qwen2.5-Coder-1.5B (llama.cpp)"}

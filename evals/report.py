@@ -20,7 +20,7 @@ def load_thresholds(path: Path = THRESHOLDS) -> dict[str, dict[str, float]]:
         return tomllib.load(fh)
 
 
-def check(thresholds: dict[str, dict[str, float]], retrieval: list[ConfigResult] | None,
+def check_thresholds(thresholds: dict[str, dict[str, float]], retrieval: list[ConfigResult] | None,
           answers: Result | None) -> list[str]:
     """Every figure below its minimum (or above a ``max_`` ceiling), as readable lines; empty when all pass."""
     failures = []

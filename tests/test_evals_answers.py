@@ -10,7 +10,7 @@ import pytest
 
 from chat.feedback.report import wilson
 from evals.answers import cited_gold, contains, exact_match, f1, normalize
-from evals.report import check, load_thresholds
+from evals.report import check_thresholds, load_thresholds
 from tests.helpers.standin_llm import StandIn, grounded_reply
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -77,15 +77,15 @@ def test_thresholds_are_checked() -> None:
     modes = [ModeResult("hybrid+rerank", 9, 0.75, 0.8, 0.96, 0.7, 1, 2),
              ModeResult("hybrid", 9, 0.73, 0.8, 0.96, 0.7, 1, 2)]
     good = [ConfigResult("default", 200, 100, [*modes, ModeResult("keyword", 9, 0.70, 0.8, 0.96, 0.7, 1, 2)])]
-    assert check(thresholds, [ConfigResult("default", 200, 100, modes)], None) == [
+    assert check_thresholds(thresholds, [ConfigResult("default", 200, 100, modes)], None) == [
         "retrieval keyword.ndcg_at_10 is missing (a threshold whose figure is missing fails)"]
     answers = Result(10, 2, 0.1, 0.4, 0.5, 0.9, 0.8, 0.8, 0.2, 0.9, hard_unanswerable=2, hard_abstention=0.9)
-    assert check(thresholds, good, answers) == []
+    assert check_thresholds(thresholds, good, answers) == []
     bad = Result(10, 2, 0.1, 0.4, 0.5, 0.9, 0.1, 0.1, 0.2, 0.9, hard_unanswerable=2, hard_abstention=0.9)
-    assert check(thresholds, good, bad) == ["answers citation_recall = 0.1000 < 0.7",
+    assert check_thresholds(thresholds, good, bad) == ["answers citation_recall = 0.1000 < 0.7",
                                             "answers cited_gold_answer = 0.1000 < 0.65"]
     missing = Result(10, 0, 0.1, 0.4, 0.5, 0.9, 0.8, 0.8, 0.2, None, hard_unanswerable=2, hard_abstention=0.9)
-    assert check(thresholds, good, missing) == [
+    assert check_thresholds(thresholds, good, missing) == [
         "answers correct_abstention is missing (a threshold whose figure is missing fails)"]
 
 

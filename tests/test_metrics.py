@@ -19,7 +19,7 @@ def test_a_full_gate_counts_its_refusals() -> None:
     before = _value("citewise_gate_rejections_total", why="full")
     with gate.slot():
         with pytest.raises(Busy):
-            gate.check()
+            gate.refuse_if_full()
         with pytest.raises(Busy):
             gate.acquire()
     assert _value("citewise_gate_rejections_total", why="full") == before + 2

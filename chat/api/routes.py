@@ -106,7 +106,7 @@ Desk = Annotated[FrontDesk, Depends(desk_of)]
 async def admit(desk: FrontDesk, req: AskRequest) -> Question:
     """The desk's validated question, or the HTTP error that says why not (before any response starts)."""
     try:
-        return await asyncio.to_thread(desk.prepare, req)
+        return await asyncio.to_thread(desk.receive, req)
     except Rejected as exc:
         raise refused(exc) from None
 

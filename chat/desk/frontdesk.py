@@ -49,7 +49,7 @@ def _database() -> Iterator[None]:
         raise unavailable(exc) from exc
 
 
-def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
+def _answer(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
     try:
         with _database():
             answer = engine.ask(services, q, on_token)
@@ -119,7 +119,7 @@ class Checked:
     sampling: Sampling
 
 
-def check(req: AskRequest, cfg: Settings) -> Checked:
+def validate(req: AskRequest, cfg: Settings) -> Checked:
     """The request's own validation, which needs no database: length, sources, filters, sampling."""
     limit = cfg.desk.max_question_chars
     text = plain(req.text)
@@ -198,23 +198,23 @@ class FrontDesk:
         except turns.FeedbackError as exc:
             raise Rejected(str(exc)) from None
 
-    def prepare(self, req: AskRequest) -> Question:
+    def receive(self, req: AskRequest) -> Question:
         """Validate and normalise ``req``, resolve its scope, and refuse at once if the queue is full."""
-        ok = check(req, self.services.settings)
+        ok = validate(req, self.services.settings)
         question = Question(text=ok.text, conversation_id=plain(req.conversation_id or str(uuid.uuid4())),
                             channel=req.channel, user_id=req.user_id, scope=self._scope(req), filters=ok.filters,
                             sampling=ok.sampling, sources=req.sources, client_ref=req.client_ref,
                             history=self._history(req.history))
-        self.gate.check()
+        self.gate.refuse_if_full()
         return question
 
     def answer(self, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
         """Wait for a slot on this thread, then answer (callers on threads: CLI, Slack, evals)."""
         with self.gate.slot():
-            return ask(self.services, q, on_token)
+            return _answer(self.services, q, on_token)
 
     def ask(self, req: AskRequest, on_token: Callable[[str], None] | None = None) -> Answer:
-        return self.answer(self.prepare(req), on_token)
+        return self.answer(self.receive(req), on_token)
 
     async def stream(self, q: Question) -> AsyncIterator[Token | Done]:
         """Yield :class:`Token` items while the answer streams, then one :class:`Done`; errors are raised.
@@ -231,7 +231,7 @@ class FrontDesk:
 
         async def run() -> Answer:
             try:
-                return await asyncio.to_thread(ask, self.services, q, on_token)
+                return await asyncio.to_thread(_answer, self.services, q, on_token)
             finally:
                 self.gate.release()  # only when the answer is done, even if its caller went away
                 loop.call_soon_threadsafe(queue.put_nowait, None)

@@ -41,7 +41,7 @@ class Gate:
     def _waiting(self) -> int:
         return len(self._queue)
 
-    def check(self) -> None:
+    def refuse_if_full(self) -> None:
         """Refuse now (before a response starts) when every slot is taken and the queue is full."""
         if self._running >= self.concurrent and self._waiting >= self.queued:
             telemetry.GATE.labels("full").inc()
@@ -49,7 +49,7 @@ class Gate:
 
     def _enter(self) -> int:
         with self._lock:
-            self.check()
+            self.refuse_if_full()
             ticket = next(self._tickets)
             self._queue.append(ticket)
             return ticket

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from chat.engine.condense import condense
-from chat.engine.context import prepare
+from chat.engine.context import build_context
 from chat.engine.generate import GenerationError, generate
 from chat.engine.llm import LLMError
 from chat.engine.record import record, record_failed
@@ -30,7 +30,7 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
     standalone = condense(services, q)
     n_sources = q.sources or cfg.answer.sources
     found = retrieve(services, standalone.question, q.scope, q.filters, n_sources)
-    ctx = prepare(found, q.sampling, n_sources, cfg.answer, cfg.llm.n_ctx)
+    ctx = build_context(found, q.sampling, n_sources, cfg.answer, cfg.llm.n_ctx)
     if ctx.abstain_reason:
         if on_token:
             on_token(ABSTAIN_TEXT)

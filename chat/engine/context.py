@@ -189,7 +189,7 @@ def _budget(question: str, sampling: Sampling, cfg: AnswerSettings, n_ctx: int) 
     return max(0, min(cfg.context_tokens, n_ctx - overhead - sampling.max_tokens))
 
 
-def prepare(found: Retrieved, sampling: Sampling, n_sources: int, cfg: AnswerSettings, n_ctx: int) -> Context:
+def build_context(found: Retrieved, sampling: Sampling, n_sources: int, cfg: AnswerSettings, n_ctx: int) -> Context:
     """The numbered sources and prompt for ``found``; abstain when nothing is similar enough to the question."""
     template = prompts.load(cfg.prompt)
     system = prompts.load(cfg.system_prompt).template

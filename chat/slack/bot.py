@@ -94,7 +94,7 @@ def answer_event(desk: FrontDesk, client: WebClient, event: dict[str, Any],
     request = AskRequest(text=text, channel="slack", user_id=user, conversation_id=f"slack:{channel}:{thread_ts}",
                          filters=tuple(filters_by_channel.get(channel, filters_by_channel.get("*", []))))
     try:
-        question = desk.prepare(request)
+        question = desk.receive(request)
     except Rejected as exc:
         client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=_refusal(exc))
         return

@@ -145,7 +145,7 @@ async def _on_message(message: cl.Message) -> None:
                          top_k=chosen.top_k, sources=choices.sources, client_ref=reply.parent_id)
     answer, streamed = None, False
     try:
-        question = await asyncio.to_thread(ctx.desk.prepare, request)
+        question = await asyncio.to_thread(ctx.desk.receive, request)
         async for item in ctx.desk.stream(question):
             if isinstance(item, Token):
                 streamed = True

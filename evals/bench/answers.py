@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from chat.desk.frontdesk import AskRequest, FrontDesk
-from chat.engine.context import prepare
+from chat.engine.context import build_context
 from chat.engine.llm import MODEL_ALIAS, assemble_model, server_command
 from chat.engine.retrieve import retrieve
 from chat.engine.services import Services, open_services
@@ -90,7 +90,7 @@ def prompts_of(services: Services, questions: list[str]) -> list[tuple[str, str]
     out = []
     for q in questions:
         found = retrieve(services, q, EVERYTHING, [], cfg.answer.sources)
-        ctx = prepare(found, sampling, cfg.answer.sources, cfg.answer, cfg.llm.n_ctx)
+        ctx = build_context(found, sampling, cfg.answer.sources, cfg.answer, cfg.llm.n_ctx)
         if ctx.prompt:
             out.append((ctx.system, ctx.prompt))
     return out
