@@ -9,7 +9,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 
-from core import access, db, pgserver
+from core import access, config_view, db, pgserver
 from core.settings import Settings, SettingsError
 
 console = Console(stderr=True)
@@ -33,6 +33,20 @@ def settings() -> Settings:
         return Settings.from_env()
     except SettingsError as exc:
         fail(str(exc))
+
+
+def config(as_json: bool = typer.Option(False, "--json", help="Print the listing as JSON.")) -> None:
+    """The effective settings: every variable citewise reads, its value and whether it came from the environment
+    or is the default. Keys, tokens and passwords (also inside URLs) are masked."""
+    try:
+        listing = config_view.rows()
+    except SettingsError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json(listing)
+        return
+    for line in config_view.lines(listing):
+        print(line)
 
 
 def open_url(cfg: Settings) -> str:

@@ -3,6 +3,10 @@
 :meth:`Settings.from_env` is the only reader of ``os.environ``; it hands the same mapping to each section's
 ``read``, so every variable is parsed by the section (and so the layer) that uses it, and tests and evals can
 build a ``Settings`` by hand. Each stage receives its own section, never the whole object, where it can.
+
+Every read goes through :class:`Env`, which can record each one (name, kind, default, allowed range, the value in
+effect): :func:`effective` returns the settings together with those records, so ``citewise config`` lists exactly
+what the reader reads, with no second list of names to keep in step.
 """
 
 from __future__ import annotations
@@ -18,27 +22,57 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Read:
+    """One variable as the reader read it: what kind of value, its default and allowed values, and what is in effect."""
+
+    name: str
+    kind: str  # text, integer, number, choice or boolean
+    default: object
+    allowed: str  # "1..50", "auto, fp32, bf16", ... ("" for free text)
+    raw: str | None  # the environment's value (None: not set)
+    value: object  # the value in effect
+    secret: bool = False  # a key, token or password: never shown
+
+    @property
+    def source(self) -> str:
+        return "environment" if self.raw not in (None, "") else "default"
+
+
+@dataclass(frozen=True)
 class Env:
-    """Typed, range-checked reads from an environment mapping; an unset or empty variable gives the default."""
+    """Typed, range-checked reads from an environment mapping; an unset or empty variable gives the default.
+
+    With ``reads`` set to a list, every read is recorded there as a :class:`Read`."""
 
     values: Mapping[str, str]
+    reads: list[Read] | None = field(default=None, compare=False, repr=False)
 
-    def str(self, name: str, default: str | None = None) -> str | None:
-        return self.values.get(name) or default
+    def _record(self, name: str, kind: str, default, allowed: str, value, secret: bool = False):
+        if self.reads is not None:
+            self.reads.append(Read(name, kind, default, allowed, self.values.get(name), value, secret))
+        return value
+
+    def str(self, name: str, default: str | None = None, *, secret: bool = False) -> str | None:
+        return self._record(name, "text", default, "", self.values.get(name) or default, secret)
+
+    def first(self, *names: str, secret: bool = False) -> str | None:
+        """The first of ``names`` that is set (a citewise variable before the common one it falls back to)."""
+        found = [self.str(name, secret=secret) for name in names]
+        return next((value for value in found if value), None)
 
     def _number(self, name: str, default, lo, hi, kind: type, noun: str):
         raw = self.values.get(name)
         if raw is None or raw == "":
-            return default
+            return self._record(name, "integer" if kind is int else "number", default, f"{lo}..{hi}", default)
         try:
             value = kind(raw)
         except ValueError:
             raise SettingsError(f"{name}={raw!r} is not {noun}; expected {lo}..{hi}") from None
         if not lo <= value <= hi:
             raise SettingsError(f"{name}={value} is out of range; expected {lo}..{hi}")
-        return value
+        return self._record(name, "integer" if kind is int else "number", default, f"{lo}..{hi}", value)
 
-    def int(self, name: str, default: int, lo: int, hi: int) -> int:
+    def int(self, name: str, default: int | None, lo: int, hi: int) -> int | None:
         return self._number(name, default, lo, hi, int, "an integer")
 
     def float(self, name: str, default: float, lo: float, hi: float) -> float:
@@ -48,17 +82,19 @@ class Env:
         value = (self.values.get(name) or default).strip().lower()
         if value not in allowed:
             raise SettingsError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-        return value
+        return self._record(name, "choice", default, ", ".join(allowed), value)
 
     def bool(self, name: str, default: bool) -> bool:
         raw = self.values.get(name)
         if raw is None or raw == "":
-            return default
-        if raw.lower() in {"1", "true", "yes", "on"}:
-            return True
-        if raw.lower() in {"0", "false", "no", "off"}:
-            return False
-        raise SettingsError(f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+            value = default
+        elif raw.lower() in {"1", "true", "yes", "on"}:
+            value = True
+        elif raw.lower() in {"0", "false", "no", "off"}:
+            value = False
+        else:
+            raise SettingsError(f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+        return self._record(name, "boolean", default, "1/0, true/false, yes/no, on/off", value)
 
 
 # ---- retrieval: ingest → chunk → embed → store → search → re-rank ------------------------------------------------
@@ -172,12 +208,10 @@ class EmbeddingSettings:
 
     @classmethod
     def read(cls, env: Env) -> EmbeddingSettings:
-        precision = (env.str("CITEWISE_EMBEDDING_PRECISION", cls.precision) or cls.precision).lower()
-        if precision not in PRECISIONS:
-            raise SettingsError(f"CITEWISE_EMBEDDING_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}")
+        precision = env.choice("CITEWISE_EMBEDDING_PRECISION", cls.precision, PRECISIONS)
         return cls(model=env.str("CITEWISE_EMBEDDING_MODEL", cls.model) or cls.model,
                    base_url=env.str("CITEWISE_EMBEDDING_BASE_URL"),
-                   api_key=env.str("CITEWISE_EMBEDDING_API_KEY") or env.str("OPENAI_API_KEY"),
+                   api_key=env.first("CITEWISE_EMBEDDING_API_KEY", "OPENAI_API_KEY", secret=True),
                    batch_size=env.int("CITEWISE_EMBEDDING_BATCH", cls.batch_size, 1, 2048), precision=precision)
 
 
@@ -216,13 +250,13 @@ class LLMSettings:
     models_dir: Path = Path("models")
     n_ctx: int = 4096
     threads: int = 2
-    batch: int = 512  # llama.cpp's n_batch: prompt tokens per forward pass (README: no effect on 2 cores)
+    batch: int = 512  # llama.cpp's n_batch: prompt tokens per forward pass (evals/results/: no effect on 2 cores)
     timeout_s: float = 120.0
 
     @classmethod
     def read(cls, env: Env, home: Path) -> LLMSettings:
         return cls(base_url=env.str("CITEWISE_LLM_BASE_URL"),
-                   api_key=env.str("CITEWISE_LLM_API_KEY") or env.str("OPENAI_API_KEY"),
+                   api_key=env.first("CITEWISE_LLM_API_KEY", "OPENAI_API_KEY", secret=True),
                    model=env.str("CITEWISE_LLM_MODEL"), state_dir=home / "llm", models_dir=home / "models",
                    n_ctx=env.int("CITEWISE_LLM_CONTEXT", cls.n_ctx, 1024, 131072),
                    threads=env.int("CITEWISE_LLM_THREADS", os.cpu_count() or 2, 1, 256),
@@ -237,7 +271,7 @@ EVIDENCE = ("sentences", "chunks")
 class AnswerSettings:
     """How answers are assembled: the source budget in tokens, sources shown, and the abstention threshold."""
 
-    # llama.cpp reads ~75 prompt tokens/s on 2 cores, so source tokens are time to the first word (see README)
+    # llama.cpp reads ~75 prompt tokens/s on 2 cores, so source tokens are time to the first word (evals/results/)
     context_tokens: int = 320
     sources: int = 3
     evidence: str = "sentences"  # the best-matching sentences of each passage and their neighbours, or "chunks"
@@ -248,7 +282,7 @@ class AnswerSettings:
     preset: str = "precise"
     # a fast refusal for the plainly off-topic only: with the verifier's anchor gate on, raising it to 0.35 changes
     # nothing on the tune half of XQuAD dev (python -m evals.gates), and at 0.20 no answerable question of that
-    # half is refused (citewise eval calibrate); paraphrased questions sit lower than XQuAD's (README)
+    # half is refused (citewise eval calibrate); paraphrased questions sit lower than XQuAD's (evals/results/)
     min_similarity: float = 0.20
 
     @classmethod
@@ -280,7 +314,7 @@ class VerifySettings:
     min_support: float = 0.5  # below this, no answer sentence is backed by any source: abstain
     repair_support: float = 0.5  # a source holding this share of a sentence's terms may be cited for it
     # the answer's lead: this share of the question's terms must sit around the source sentence holding it; chosen
-    # on the tune half of XQuAD dev from the gate's curve (python -m evals.gates, README)
+    # on the tune half of XQuAD dev from the gate's curve (python -m evals.gates, evals/results/)
     min_anchor: float = 0.45
 
     @classmethod
@@ -333,9 +367,10 @@ class WebSettings:
     @classmethod
     def read(cls, env: Env) -> WebSettings:
         return cls(host=env.str("CITEWISE_HOST", cls.host) or cls.host,
-                   port=env.int("CITEWISE_PORT", cls.port, 1, 65535), users=env.str("CITEWISE_WEB_USERS"),
+                   port=env.int("CITEWISE_PORT", cls.port, 1, 65535),
+                   users=env.str("CITEWISE_WEB_USERS", secret=True),
                    auth_header=env.str("CITEWISE_WEB_AUTH_HEADER"),
-                   auth_secret=env.str("CITEWISE_AUTH_SECRET") or env.str("CHAINLIT_AUTH_SECRET"))
+                   auth_secret=env.first("CITEWISE_AUTH_SECRET", "CHAINLIT_AUTH_SECRET", secret=True))
 
 
 @dataclass(frozen=True)
@@ -346,7 +381,7 @@ class ApiSettings:
 
     @classmethod
     def read(cls, env: Env) -> ApiSettings:
-        return cls(tokens=env.str("CITEWISE_API_TOKENS"))
+        return cls(tokens=env.str("CITEWISE_API_TOKENS", secret=True))
 
 
 @dataclass(frozen=True)
@@ -369,8 +404,9 @@ class SlackSettings:
     @classmethod
     def read(cls, env: Env) -> SlackSettings:
         allowed = env.str("CITEWISE_SLACK_ALLOWED_USERS") or ""
-        return cls(bot_token=env.str("SLACK_BOT_TOKEN"), signing_secret=env.str("SLACK_SIGNING_SECRET"),
-                   app_token=env.str("SLACK_APP_TOKEN"), api_url=env.str("CITEWISE_SLACK_API_URL"),
+        return cls(bot_token=env.str("SLACK_BOT_TOKEN", secret=True),
+                   signing_secret=env.str("SLACK_SIGNING_SECRET", secret=True),
+                   app_token=env.str("SLACK_APP_TOKEN", secret=True), api_url=env.str("CITEWISE_SLACK_API_URL"),
                    channel_filters=env.str("CITEWISE_SLACK_CHANNEL_FILTERS"),
                    allowed_users=tuple(u.strip() for u in allowed.split(",") if u.strip()),
                    update_interval_s=env.float("CITEWISE_SLACK_UPDATE_INTERVAL", cls.update_interval_s, 0.0, 60.0),
@@ -420,10 +456,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = Env(os.environ if environ is None else environ)
-        home = Path(env.str("CITEWISE_HOME") or _default_home(env)).expanduser()
+        return cls.read(Env(os.environ if environ is None else environ))
+
+    @classmethod
+    def read(cls, env: Env) -> Settings:
+        home = Path(env.str("CITEWISE_HOME", str(_default_home(env))) or "").expanduser()
         llm = LLMSettings.read(env, home)
-        retention = env.int("CITEWISE_RETENTION_DAYS", 0, 1, 36500) if env.str("CITEWISE_RETENTION_DAYS") else None
+        retention = env.int("CITEWISE_RETENTION_DAYS", None, 1, 36500)
         replicas = tuple(u.strip() for u in (env.str("CITEWISE_DATABASE_REPLICA_URLS") or "").split(",") if u.strip())
         if replicas and not env.str("CITEWISE_DATABASE_URL"):
             raise SettingsError("CITEWISE_DATABASE_REPLICA_URLS needs CITEWISE_DATABASE_URL: replicas follow a "
@@ -437,3 +476,13 @@ class Settings:
                    embedding=EmbeddingSettings.read(env), rerank=RerankSettings.read(env), llm=llm,
                    answer=AnswerSettings.read(env, llm), verify=VerifySettings.read(env), desk=DeskSettings.read(env),
                    web=WebSettings.read(env), api=ApiSettings.read(env), slack=SlackSettings.read(env))
+
+
+def effective(environ: Mapping[str, str] | None = None) -> tuple[Settings, list[Read]]:
+    """The settings and every variable read to make them, in reading order, each once (its first read)."""
+    env = Env(os.environ if environ is None else environ, reads=[])
+    settings = Settings.read(env)
+    seen: dict[str, Read] = {}
+    for read in env.reads or []:
+        seen.setdefault(read.name, read)
+    return settings, list(seen.values())
