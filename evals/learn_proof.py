@@ -6,7 +6,7 @@ What is simulated, and how (this is not real user feedback): for each query of t
 (evals/halves.py), the product's search (hybrid + re-rank) shows its top 10 sources; a turn is recorded with those
 as its cited sources; the simulated user rates the answer up when a shown source is relevant (qrels) and down
 otherwise, and rates every shown source: relevant ones good, the others bad, through the product's own feedback
-functions (chat.turns). Real users rate fewer sources; the curve below shows how much feedback a team needs.
+functions (chat.turns.store). Real users rate fewer sources; the curve below shows how much feedback a team needs.
 
 The adapter's training settings are chosen on the tune half alone (:func:`choose`: the turns ``citewise learn``
 holds out serve as validation queries). Then, side by side in one run:
@@ -33,7 +33,7 @@ import numpy as np
 
 from chat.feedback.collect import collect
 from chat.feedback.learning import fit
-from chat.turns import rate_source, record_feedback
+from chat.turns.store import rate_source, record_feedback
 from chat.types import RetrievedRecord
 from core import db
 from core.settings import Settings

@@ -64,6 +64,32 @@ def test_a_shared_conversation_does_not_carry_another_readers_answers(setup, emb
     assert MARKER not in sent and MARKER not in bob.standalone_question and MARKER not in bob.text
 
 
+def test_one_rule_for_who_may_rate_a_turn(setup, conn, embedder, settings) -> None:
+    """Every door rates through the desk: the asker or an admin; anyone else is told the turn is not theirs, and
+    nothing is stored. The CLI's operator (no CITEWISE_USER) may rate any turn."""
+    from chat.desk.frontdesk import Rating
+    from chat.desk.refusals import NotFound, Rejected
+
+    access.add_user(conn, "root", [], admin=True, legal_hold=False)
+    with StandIn(grounded_reply) as llm:
+        turn = _ask(setup, embedder, settings, llm, "alice", "Where is the lobby?").turn_id
+        desk = FrontDesk(Services(settings, setup, embedder, load_reranker(settings.rerank),
+                                  Endpoint(llm.base_url, "k", "standin", False)))
+    for channel in ("web", "api", "slack", "cli"):
+        with pytest.raises(NotFound, match="only the person who asked it, or an admin"):
+            desk.rate(Rating(turn_id=turn, value="up", user_id="bob", channel=channel))
+    with pytest.raises(NotFound, match="in this conversation"):
+        desk.rate(Rating(turn_id=turn, value="up", user_id="alice", channel="web", conversation_id="another"))
+    with pytest.raises(Rejected, match="is not a turn id"):
+        desk.rate(Rating(turn_id="nonsense", value="up", user_id="alice", channel="api"))
+    assert conn.execute("SELECT count(*) FROM feedback").fetchone()[0] == 0
+    desk.rate(Rating(turn_id=turn, value="up", user_id="alice", channel="web"))
+    desk.rate(Rating(turn_id=turn, value="down", user_id="root", channel="api", comment="admin review"))
+    desk.rate(Rating(turn_id=turn, value="down", user_id=None, channel="cli", operator=True))
+    assert conn.execute("SELECT user_id, value FROM feedback ORDER BY id").fetchall() == [
+        ("alice", 1), ("root", -1), (None, -1)]
+
+
 def test_public_ungrouped_can_be_switched_off(setup, embedder, settings) -> None:
     import dataclasses
 
@@ -106,7 +132,7 @@ def test_replay_uses_each_turns_own_access(run, setup, embedder, settings, conn)
     with StandIn(grounded_reply) as llm:
         a = _ask(setup, embedder, settings, llm, "alice", "What is the vault combination?")
         b = _ask(setup, embedder, settings, llm, "bob", "What is the vault combination?")
-    from chat.turns import record_feedback
+    from chat.turns.store import record_feedback
 
     record_feedback(conn, a.turn_id, "up", user_id="alice")
     record_feedback(conn, b.turn_id, "down", user_id="bob")

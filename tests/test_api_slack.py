@@ -231,6 +231,13 @@ def test_buttons_store_feedback_and_thumbs_down_asks_what_was_wrong(stack, demo_
     with db(demo_db) as conn:  # committed before the click was acknowledged
         assert conn.execute("SELECT value, user_id, channel FROM feedback WHERE turn_id = %s",
                             (turn,)).fetchall() == [(1, "U2", "slack")]
+    stranger = _interaction(base, {"type": "block_actions", "user": {"id": "U9"}, "trigger_id": "trig-9",
+                                   "response_url": slack.response_url, "team": {"id": "T1"},
+                                   "actions": [{"action_id": "feedback_up", "value": turn, "type": "button"}]})
+    assert stranger.status_code == 200  # acknowledged, and told only the asker or an admin may rate it
+    with db(demo_db) as conn:
+        assert conn.execute("SELECT count(*) FROM feedback WHERE turn_id = %s AND user_id = 'U9'",
+                            (turn,)).fetchone()[0] == 0
     down = _interaction(base, {"type": "block_actions", "user": {"id": "U2"}, "trigger_id": "trig-2",
                                "response_url": slack.response_url, "team": {"id": "T1"},
                                "actions": [{"action_id": "feedback_down", "value": turn, "type": "button"}]})

@@ -12,7 +12,7 @@ from psycopg import sql
 
 from chat.engine.services import Services, open_pool
 from chat.feedback.replay import replay
-from chat.turns import record_feedback
+from chat.turns.store import record_feedback
 from core import db
 from core.backup import BackupError, facts, restore
 from retrieval.filters import EVERYTHING

@@ -12,7 +12,7 @@ from chat.engine.ask import ask
 from chat.engine.llm import Endpoint, LLMError
 from chat.engine.services import Services, open_pool
 from chat.sampling import Sampling
-from chat.turns import FeedbackError, record_feedback
+from chat.turns.store import FeedbackError, record_feedback
 from chat.types import ABSTAIN_TEXT, Question
 from retrieval import filters
 from retrieval.filters import EVERYTHING

@@ -19,7 +19,7 @@ from chat.feedback.collect import collect
 from chat.feedback.learning import MIN_PAIRS, learn
 from chat.feedback.replay import feedback_cases
 from chat.feedback.report import groups
-from chat.turns import FeedbackError, annotate_feedback, rate_source, record_feedback
+from chat.turns.store import FeedbackError, annotate_feedback, rate_source, record_feedback
 from chat.types import Question
 from evals import beir
 from evals.learn_proof import simulate

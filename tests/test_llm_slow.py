@@ -11,7 +11,7 @@ from chat.engine.ask import ask
 from chat.engine.llm import endpoint, stop_server
 from chat.engine.services import Services, open_pool
 from chat.sampling import preset
-from chat.turns import record_feedback
+from chat.turns.store import record_feedback
 from chat.types import ABSTAIN_TEXT, Question
 from retrieval.filters import EVERYTHING
 from retrieval.rerank import load_reranker

@@ -12,9 +12,10 @@ import pytest
 from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.user import User
 
-from chat.feedback.review import feedback_rows, to_csv, to_jsonl
+from chat.feedback.review import to_csv, to_jsonl
 from chat.sampling import Sampling
-from chat.turns import record_turn
+from chat.turns.reads import feedback_rows
+from chat.turns.store import record_turn
 from chat.types import ABSTAIN_TEXT, Answer, Citation, Question
 from chat.web.auth import logins, parse_users
 from chat.web.datalayer import CitewiseDataLayer
@@ -120,9 +121,26 @@ def _turn(conn, user: str, conversation: str, ref: str) -> str:
     return record_turn(conn, q, a, [], "answer")
 
 
-def test_data_layer_keeps_threads_per_user_and_maps_thumbs_to_turns(url, conn) -> None:
+@pytest.fixture
+def web_desk(url, settings, embedder):
+    """The web UI's context as `citewise serve` installs it: a front desk on the test database."""
+    from chat.desk.frontdesk import FrontDesk
+    from chat.engine.llm import Endpoint
+    from chat.engine.services import Services, open_pool
+    from chat.web import mount
+    from retrieval.rerank import load_reranker
+
+    services = Services(settings, open_pool(url, 2), embedder, load_reranker(settings.rerank),
+                        Endpoint("http://127.0.0.1:9", "x", "m", False))
+    mount.install(mount.WebContext(FrontDesk(services), logins(settings), None))  # type: ignore[arg-type]
+    yield mount
+    services.pool.close()
+
+
+def test_data_layer_keeps_threads_per_user_and_maps_thumbs_to_turns(url, conn, web_desk) -> None:
     async def scenario():
         layer = CitewiseDataLayer(url, pool_size=2)
+        signed_in = web_desk.REQUEST_USER.set("alice")  # what the server's KnownUser middleware records
         try:
             alice = await layer.create_user(User(identifier="alice"))
             bob = await layer.create_user(User(identifier="bob"))
@@ -138,6 +156,10 @@ def test_data_layer_keeps_threads_per_user_and_maps_thumbs_to_turns(url, conn) -
                                                          comment="fine after all"))
             with pytest.raises(ValueError, match="only answers take feedback"):
                 await layer.upsert_feedback(Feedback(forId="msg-1", value=1, threadId="t-alice"))
+            web_desk.REQUEST_USER.set("bob")  # another user may not rate alice's answer, even knowing its ids
+            with pytest.raises(ValueError, match="only the person who asked it, or an admin"):
+                await layer.upsert_feedback(Feedback(forId="run-1", value=0, threadId="t-alice"))
+            web_desk.REQUEST_USER.reset(signed_in)
             mine = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=alice.id))
             theirs = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=bob.id))
             thread = await layer.get_thread("t-alice")
@@ -159,7 +181,7 @@ def test_data_layer_keeps_threads_per_user_and_maps_thumbs_to_turns(url, conn) -
 
 
 def test_feedback_review_lists_and_exports_with_the_turn(run, conn) -> None:
-    from chat.turns import record_feedback
+    from chat.turns.store import record_feedback
 
     up = _turn(conn, "alice", "c1", "r1")
     down = _turn(conn, "bob", "c2", "r2")

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from chat import telemetry, turns
+from chat import telemetry
 from chat.desk.gate import Gate
 from chat.desk.refusals import NotFound, Rejected, TooLong, Unavailable
 from chat.engine import ask as engine
 from chat.engine.llm import LLMError
 from chat.engine.services import Services
 from chat.sampling import Sampling, SamplingError, preset
+from chat.turns import store as turns
 from chat.types import Answer, Question
 from core import access, db
 from core.settings import Settings

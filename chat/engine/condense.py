@@ -14,7 +14,7 @@ import prompts
 from chat.engine.generate import chat_model
 from chat.engine.services import Services
 from chat.sampling import Sampling
-from chat.turns import history
+from chat.turns.store import history
 from chat.types import Question
 
 

@@ -11,7 +11,7 @@ from chat.engine.generate import Generated, GenerationError
 from chat.engine.retrieve import Retrieved
 from chat.engine.services import Services
 from chat.engine.verify import Verified
-from chat.turns import record_turn
+from chat.turns.store import record_turn
 from chat.types import ABSTAIN_TEXT, Answer, Question
 
 

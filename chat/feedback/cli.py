@@ -56,7 +56,7 @@ def _since(value: str | None):
 
 
 def _feedback_rows(down: bool, since: str | None, limit: int | None):
-    from chat.feedback.review import feedback_rows
+    from chat.turns.reads import feedback_rows
     from core import db
 
     cfg = settings()

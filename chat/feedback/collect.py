@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from chat.turns import reads
 from retrieval.learned import Pair
 
 
@@ -34,16 +35,7 @@ class Collected:
 def collect(conn: psycopg.Connection) -> Collected:
     """Every training pair the feedback, source ratings and golden set hold today."""
     turns: dict[str, dict] = {}
-    rows = conn.execute(
-        "SELECT t.id::text, COALESCE(t.standalone_question, t.question), t.retrieved, t.citations, "
-        "(SELECT f.value FROM feedback f WHERE f.turn_id = t.id AND NOT f.on_source "
-        " ORDER BY f.updated_at DESC, f.id DESC LIMIT 1), "
-        "ARRAY(SELECT DISTINCT f.chunk_id FROM feedback f WHERE f.turn_id = t.id AND f.on_source AND f.value > 0 "
-        "      AND f.chunk_id IS NOT NULL), "
-        "ARRAY(SELECT DISTINCT f.chunk_id FROM feedback f WHERE f.turn_id = t.id AND f.on_source AND f.value < 0 "
-        "      AND f.chunk_id IS NOT NULL) "
-        "FROM turns t WHERE t.status = 'ok' AND EXISTS (SELECT 1 FROM feedback f WHERE f.turn_id = t.id) "
-        "ORDER BY t.created_at, t.id").fetchall()
+    rows = reads.rated_turns(conn)
     counts = {"turns_rated": len(rows), "positive_marked_good": 0, "positive_cited_up": 0, "positive_golden": 0,
               "negative_marked_bad": 0, "negative_retrieved_not_cited": 0}
     for tid, question, retrieved, citations, vote, good, bad in rows:
@@ -61,8 +53,7 @@ def collect(conn: psycopg.Connection) -> Collected:
                 if c not in cited and c not in positives:
                     negatives.setdefault(c, "negative_retrieved_not_cited")
         turns[tid] = {"question": question, "positives": positives, "negatives": negatives}
-    for gid, tid, question, expected in conn.execute(
-            "SELECT id, turn_id::text, question, expected_chunk_ids FROM golden_cases ORDER BY id"):
+    for gid, tid, question, expected, _filters, _user in reads.golden(conn):
         key = tid or f"golden-{gid}"
         entry = turns.setdefault(key, {"question": question, "positives": {}, "negatives": {}})
         for c in expected:

@@ -8,7 +8,6 @@ better: the report lists them for a maintainer to re-ask). Golden cases must kee
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ import psycopg
 
 from chat.engine.retrieve import retrieve
 from chat.engine.services import Services
+from chat.turns import reads
 from core.access import OPERATOR, resolve
 from retrieval import filters as grammar
 
@@ -67,12 +67,7 @@ class ReplayReport:
 
 
 def feedback_cases(conn: psycopg.Connection) -> list[Case]:
-    rows = conn.execute(
-        "SELECT DISTINCT ON (t.id) t.id::text, f.value, COALESCE(t.standalone_question, t.question), t.filters, "
-        "t.retrieved, t.citations, t.user_id, "
-        "ARRAY(SELECT b.citation FROM feedback b WHERE b.turn_id = t.id AND b.on_source AND b.value < 0) "
-        "FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE t.status = 'ok' AND NOT f.on_source "
-        "ORDER BY t.id, f.created_at DESC").fetchall()
+    rows = reads.thumbed_turns(conn)
     cases = []
     for tid, value, question, flt, retrieved, citations, user, rated_bad in rows:
         before = tuple(r["chunk_id"] for r in sorted((r for r in retrieved if r.get("rerank_rank")),
@@ -85,30 +80,19 @@ def feedback_cases(conn: psycopg.Connection) -> list[Case]:
 
 def golden_cases(conn: psycopg.Connection) -> list[Case]:
     return [Case(str(tid) if tid else f"golden-{gid}", 0, q, flt, (), tuple(expected), user)
-            for gid, tid, q, flt, expected, user in conn.execute(
-                "SELECT g.id, g.turn_id, g.question, g.filters, g.expected_chunk_ids, t.user_id FROM golden_cases g "
-                "LEFT JOIN turns t ON t.id = g.turn_id ORDER BY g.id")]
+            for gid, tid, q, expected, flt, user in reads.golden(conn)]
 
 
 def promote(conn: psycopg.Connection, turn_id: str, expected: list[str] | None = None,
             note: str | None = None) -> int:
     """Add a turn to the golden set; expected chunks default to the ones it cited."""
-    try:
-        row = conn.execute("SELECT COALESCE(standalone_question, question), filters, citations FROM turns "
-                           "WHERE id = %s::uuid", (turn_id,)).fetchone()
-    except psycopg.errors.InvalidTextRepresentation:
-        raise ValueError(f"{turn_id!r} is not a turn id (a UUID)") from None
+    row = reads.turn_for_golden(conn, turn_id)
     if row is None:
         raise ValueError(f"no turn with id {turn_id}")
     chunks = expected or [cid for c in row[2] for cid in c["chunk_ids"]]
     if not chunks:
         raise ValueError(f"turn {turn_id} cited nothing; name the chunks it should find with --expect CHUNK_ID")
-    with conn.transaction():
-        gid = conn.execute(
-            "INSERT INTO golden_cases (turn_id, question, filters, expected_chunk_ids, note) VALUES (%s, %s, %s, "
-            "%s, %s) ON CONFLICT (turn_id) DO UPDATE SET expected_chunk_ids = EXCLUDED.expected_chunk_ids, "
-            "note = EXCLUDED.note RETURNING id", (turn_id, row[0], json.dumps(row[1]), chunks, note)).fetchone()[0]
-    return int(gid)
+    return reads.add_golden(conn, turn_id, row[0], row[1], chunks, note)
 
 
 def _filters(raw: list[dict[str, Any]]) -> list[grammar.Filter]:

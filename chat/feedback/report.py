@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psycopg
 
+from chat.turns import reads
+
 _BUCKETS = {  # (low inclusive, high exclusive, label)
     "temperature": ((0.0, 0.2, "0–0.2"), (0.2, 0.5, "0.2–0.5"), (0.5, 1.0, "0.5–1"), (1.0, 9.0, "1–2")),
     "top_p": ((0.0, 0.8, "<0.8"), (0.8, 0.95, "0.8–0.95"), (0.95, 9.0, "0.95–1")),
@@ -60,11 +62,7 @@ def _bucket(name: str, value) -> str:
 
 
 def groups(conn: psycopg.Connection) -> list[Group]:
-    rows = conn.execute(
-        "SELECT DISTINCT ON (t.id) f.value, t.sampling, t.abstained, "
-        "ARRAY(SELECT DISTINCT c->>'source' FROM jsonb_array_elements(t.citations) c) "
-        "FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE NOT f.on_source "
-        "ORDER BY t.id, f.created_at DESC").fetchall()
+    rows = reads.latest_thumbs(conn)
     counts: dict[tuple[str, str], list[int]] = {}
 
     def add(dim: str, val: str, up: bool) -> None:
@@ -81,10 +79,7 @@ def groups(conn: psycopg.Connection) -> list[Group]:
         for src in sources or ["(none cited)"]:
             add("source", src, up)
     # thumbs on single sources ("this passage was / was not what I needed"): each user's latest, per source
-    for value, source, title in conn.execute(
-            "SELECT f.value, c->>'source', COALESCE(NULLIF(c->>'title', ''), c->>'uri') FROM feedback f "
-            "JOIN turns t ON t.id = f.turn_id, jsonb_array_elements(t.citations) c "
-            "WHERE f.on_source AND (c->>'number')::int = f.citation"):
+    for value, source, title in reads.source_ratings(conn):
         add("rated passages by source", source, value > 0)
         add("rated passages by document", title, value > 0)
     return [Group(d, v, n, u) for (d, v), (n, u) in sorted(counts.items())]

@@ -22,7 +22,7 @@ from slack_sdk import WebClient
 from chat.desk.frontdesk import AskRequest, FrontDesk, Rating, Rejected
 from chat.engine.services import Services
 from chat.slack.render import answer_blocks, escape, fallback_text, feedback_modal
-from chat.turns import cited_sources
+from chat.turns.store import cited_sources
 from core.settings import SettingsError, SlackSettings
 from retrieval import filters as grammar
 

@@ -21,7 +21,8 @@ from chainlit.user import PersistedUser, User
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from chat.turns import delete_feedback, turn_for_ref
+from chat.turns.reads import thread_thumbs
+from chat.turns.store import delete_feedback, turn_for_ref
 
 T = TypeVar("T")
 _STEP_COLUMNS = ("id", "threadId", "parentId", "name", "type", "input", "output", "isError", "metadata", "createdAt",
@@ -218,11 +219,7 @@ class CitewiseDataLayer(BaseDataLayer):
                 return None
             thumbs = {r["client_ref"]: {"id": str(r["id"]), "forId": r["client_ref"],
                                         "value": 1 if r["value"] > 0 else 0, "comment": r["comment"]}
-                      for r in conn.execute(
-                          "SELECT DISTINCT ON (t.client_ref) f.id, f.value, f.comment, t.client_ref FROM feedback f "
-                          "JOIN turns t ON t.id = f.turn_id WHERE t.conversation_id = %s AND t.client_ref IS NOT NULL "
-                          "AND NOT f.on_source "
-                          "ORDER BY t.client_ref, f.updated_at DESC", (thread_id,))}
+                      for r in thread_thumbs(conn, thread_id)}
             steps = [_step(s, thumbs.get(s["id"])) for s in conn.execute(
                 "SELECT * FROM ui_steps WHERE thread_id = %s ORDER BY created_at, start_at", (thread_id,))]
             elements = [self._element(e) for e in conn.execute(

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from chat.telemetry import SOURCE_THUMBS, THUMBS
@@ -151,8 +152,9 @@ def feedback_owner(conn: psycopg.Connection, feedback_id: int) -> str | None:
 
 def turn_for_ref(conn: psycopg.Connection, client_ref: str) -> str | None:
     """The turn a caller recorded under its own id (a UI run step, a Slack message), or None."""
-    row = conn.execute("SELECT id FROM turns WHERE client_ref = %s ORDER BY created_at DESC LIMIT 1",
-                       (client_ref,)).fetchone()
+    with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the caller's connection makes (the web UI's)
+        row = cur.execute("SELECT id FROM turns WHERE client_ref = %s ORDER BY created_at DESC LIMIT 1",
+                          (client_ref,)).fetchone()
     return str(row[0]) if row else None
 
 
