@@ -9,8 +9,9 @@ import typer
 from chat import cli as chat_cli
 from core import admin_cli
 from core import cli as core_cli
-from evals.cli import debug_app, eval_app, learn_cmd
+from evals.cli import eval_app, learn_cmd
 from retrieval import cli as retrieval_cli
+from retrieval.cli import debug_app
 
 _LIBRARY_ENV = {
     "HF_HUB_OFFLINE": "1",  # the embedding model ships in a package: never ask the Hugging Face hub
