@@ -10,8 +10,9 @@ from chat import cli as chat_cli
 from chat.feedback import cli as feedback_cli
 from core import admin_cli
 from core import cli as core_cli
-from evals.cli import debug_app, eval_app
+from evals.cli import eval_app
 from retrieval import cli as retrieval_cli
+from retrieval.cli import debug_app
 
 _LIBRARY_ENV = {
     "HF_HUB_OFFLINE": "1",  # the embedding model ships in a package: never ask the Hugging Face hub

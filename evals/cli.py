@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from core.cli import admin_only, console, emit_json, fail, open_url, out, settings
-from retrieval.cli import load_embedder, scope_of
+from retrieval.cli import load_embedder
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
 
@@ -279,55 +279,6 @@ def promote_cmd(
     out.print(f"Golden case {gid} holds turn {turn_id}.")
 
 
-debug_app = typer.Typer(help="Look inside the embedding space.", no_args_is_help=True)
-
-
-@debug_app.command("embeddings")
-def debug_embeddings(
-    out_file: Path = typer.Option(..., "--out", help="PNG file to write."),
-    filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable."),
-    limit: int = typer.Option(3000, help="At most this many chunks."),
-    tsne: bool = typer.Option(True, help="Add a t-SNE panel beside PCA (slower)."),
-) -> None:
-    """PCA (and t-SNE) projection of chunk embeddings, coloured by source."""
-    from core import db
-    from retrieval.cli import parse_filters
-    from retrieval.debug import plot
-
-    cfg = settings()
-    flt = parse_filters(filter)
-    with db.connect(open_url(cfg), autocommit=True) as conn:
-        try:
-            counts = plot(conn, out_file, flt, scope_of(cfg, conn), limit, tsne)
-        except ValueError as exc:
-            fail(str(exc))
-    out.print(f"Wrote {out_file}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-
-
-@debug_app.command("neighbors")
-def debug_neighbors(
-    query: str = typer.Argument(..., help="A chunk id, or any text."),
-    k: int = typer.Option(10, min=1, max=200),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """The nearest chunks (exact cosine similarity) to a chunk or a text, among those you may read."""
-    from dataclasses import asdict
-
-    from core import db
-    from retrieval.debug import neighbors
-
-    cfg = settings()
-    with db.connect(open_url(cfg), autocommit=True) as conn:
-        found = neighbors(conn, load_embedder(cfg), query, scope_of(cfg, conn), k)
-    if as_json:
-        emit_json([asdict(n) for n in found])
-        return
-    table = Table(title=f"Nearest chunks to {query[:60]!r}")
-    for col in ("similarity", "chunk", "source", "title", "text"):
-        table.add_column(col, overflow="fold")
-    for n in found:
-        table.add_row(f"{n.similarity:.3f}", n.chunk_id[:12], n.source, n.title[:40], n.text[:100].replace("\n", " "))
-    out.print(table)
 
 
 @eval_app.command("guide")

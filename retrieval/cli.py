@@ -1,4 +1,5 @@
-"""Command-line sub-commands of the retrieval layer: ingest, search, delete, reindex."""
+"""Command-line sub-commands of the retrieval layer: ingest, worker, search, delete, reindex, and the embedding
+debug views (`citewise debug embeddings|neighbors`)."""
 
 from __future__ import annotations
 
@@ -248,3 +249,51 @@ def reindex() -> None:
             n = store.reindex(conn, embedder, cfg.search,
                               lambda done, total: progress.update(task, completed=done, total=total))
     out.print(f"Re-indexed {n} chunks with {embedder.name}.")
+
+
+debug_app = typer.Typer(help="Look inside the embedding space.", no_args_is_help=True)
+
+
+@debug_app.command("embeddings")
+def debug_embeddings(
+    out_file: Path = typer.Option(..., "--out", help="PNG file to write."),
+    filter: list[str] = typer.Option([], "--filter", help="FIELD OP VALUE; repeatable."),
+    limit: int = typer.Option(3000, help="At most this many chunks."),
+    tsne: bool = typer.Option(True, help="Add a t-SNE panel beside PCA (slower)."),
+) -> None:
+    """PCA (and t-SNE) projection of chunk embeddings, coloured by source."""
+    from retrieval.debug import plot
+
+    cfg = settings()
+    flt = parse_filters(filter)
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        try:
+            counts = plot(conn, out_file, flt, scope_of(cfg, conn), limit, tsne)
+        except ValueError as exc:
+            fail(str(exc))
+    out.print(f"Wrote {out_file}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@debug_app.command("neighbors")
+def debug_neighbors(
+    query: str = typer.Argument(..., help="A chunk id, or any text."),
+    k: int = typer.Option(10, min=1, max=200),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The nearest chunks (exact cosine similarity) to a chunk or a text, among those you may read."""
+    from dataclasses import asdict
+
+    from retrieval.debug import neighbors
+
+    cfg = settings()
+    with db.connect(open_url(cfg), autocommit=True) as conn:
+        found = neighbors(conn, load_embedder(cfg), query, scope_of(cfg, conn), k)
+    if as_json:
+        emit_json([asdict(n) for n in found])
+        return
+    table = Table(title=f"Nearest chunks to {query[:60]!r}")
+    for col in ("similarity", "chunk", "source", "title", "text"):
+        table.add_column(col, overflow="fold")
+    for n in found:
+        table.add_row(f"{n.similarity:.3f}", n.chunk_id[:12], n.source, n.title[:40], n.text[:100].replace("\n", " "))
+    out.print(table)

@@ -1,6 +1,7 @@
 """Faults under load: the database restarted while users ask (locust, over the JSON API), the local llama.cpp
 server killed mid-answer, the data directory's disk filling during an ingest. Each against real processes: a
-`citewise serve` with its own embedded PostgreSQL, the real local LLM, a size-capped tmpfs."""
+`citewise serve` with its own embedded PostgreSQL, the real local LLM, a size-capped tmpfs (made without root:
+tests/small_disk.py)."""
 
 from __future__ import annotations
 
@@ -87,20 +88,35 @@ def test_killing_the_local_llm_mid_stream_fails_clearly_and_the_next_question_re
         os.killpg(second_pid, signal.SIGTERM)
 
 
-def _stored(home) -> int:
+def _stored(disk) -> int:
     import psycopg
 
-    url = pgserver.status(home / "pg").url
     try:
-        with psycopg.connect(url or "", connect_timeout=2) as conn:
+        port = int((disk.view / ".pg.port").read_text())
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/{pgserver.DATABASE}", connect_timeout=2) as conn:
             return conn.execute("SELECT count(*) FROM documents").fetchone()[0]
-    except psycopg.Error:
+    except (OSError, ValueError, psycopg.Error):
         return 0
+
+
+def _pg(disk, env, action: str, check: bool = True) -> str:
+    """``pgserver.ensure_running`` or ``stop`` on the small disk's data directory, run inside its namespace."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from core import pgserver; "
+            f"print(pgserver.{action}(Path(sys.argv[1])))")
+    proc = subprocess.run(disk.command([sys.executable, "-c", code, str(disk.path / "pg")]), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 or not check, proc.stderr[-2000:]
+    return proc.stdout.strip()
 
 
 def test_a_full_disk_during_an_ingest_is_a_clear_error_and_nothing_is_half_written(tmp_path) -> None:
     """The data directory on a size-capped tmpfs; once the ingest has stored some documents, the rest of the disk
-    is taken (a filler file), as another process filling the disk would."""
+    is taken (a filler file), as another process filling the disk would. The tmpfs lives in a private mount
+    namespace (tests/small_disk.py), so the test needs no root: for a user who is not root the namespace is an
+    unprivileged user namespace's."""
     import os
     import shutil
     import subprocess
@@ -109,41 +125,43 @@ def test_a_full_disk_during_an_ingest_is_a_clear_error_and_nothing_is_half_writt
     import psycopg
 
     from evals.bench.crash_ingest import corpus, problems
+    from tests.small_disk import small_disk
 
     home = tmp_path / "home"
     home.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m,mode=0755", "tmpfs", str(home)],
-                             capture_output=True, text=True)
-    assert mounted.returncode == 0, f"this test mounts a size-capped tmpfs (needs root): {mounted.stderr}"
     env = {k: v for k, v in os.environ.items() if k != "CITEWISE_DATABASE_URL"} | {"CITEWISE_HOME": str(home)}
-    try:
-        (tmp_path / "docs").mkdir()
-        docs = corpus(tmp_path / "docs", 400, 0)
-        ingest = [sys.executable, "-m", "citewise.cli", "ingest", str(docs), "--source", "disk"]
+    (tmp_path / "docs").mkdir()
+    docs = corpus(tmp_path / "docs", 400, 0)
+    with small_disk(home, 400) as disk:
+        ingest = disk.command([sys.executable, "-m", "citewise.cli", "ingest", str(docs), "--source", "disk"])
         proc = subprocess.Popen(ingest, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None and _stored(home) < 20:
-            time.sleep(0.5)
-        assert proc.poll() is None, "the ingest ended before the disk filled: " + (proc.stdout.read() or "")
-        free = shutil.disk_usage(home).free
-        with open(home / "filler", "wb") as filler:
-            os.posix_fallocate(filler.fileno(), 0, free)
-        out = proc.communicate(timeout=300)[0]
-        print(f"\nfull-disk ingest output:\n{out[-1500:]}")
-        assert proc.returncode != 0, out
-        flat = " ".join(out.split())
-        assert "the database's disk is full" in flat and "Free space on the disk that holds the database" in flat, out
-        assert "Traceback" not in out and out.count("could not be stored") == 0, "one clear error, not one per file"
-        (home / "filler").unlink()
-        url = pgserver.ensure_running(home / "pg")
-        with psycopg.connect(url) as conn:
-            stored = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
-        assert 20 <= stored < 400 and problems(url) == [], "what was stored is whole; nothing is half-written"
-        again = subprocess.run(ingest, env=env, capture_output=True, text=True, timeout=600)
-        assert again.returncode == 0, again.stdout + again.stderr
-        with psycopg.connect(url) as conn:
-            assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 400
-        assert problems(url) == []
-    finally:
-        pgserver.stop(home / "pg")
-        subprocess.run(["umount", "-l", str(home)], check=False)
+        try:
+            deadline = time.time() + 240
+            while time.time() < deadline and proc.poll() is None and _stored(disk) < 20:
+                time.sleep(0.5)
+            assert proc.poll() is None, "the ingest ended before the disk filled: " + (proc.stdout.read() or "")
+            free = shutil.disk_usage(disk.view).free
+            assert free < 400 * 2**20, "the test fills the small disk, not the one it is mounted on"
+            with open(disk.view / "filler", "wb") as filler:
+                os.posix_fallocate(filler.fileno(), 0, free)
+            out = proc.communicate(timeout=300)[0]
+            print(f"\nfull-disk ingest output:\n{out[-1500:]}")
+            assert proc.returncode != 0, out
+            flat = " ".join(out.split())
+            assert "the database's disk is full" in flat, out
+            assert "Free space on the disk that holds the database" in flat, out
+            assert "Traceback" not in out and out.count("could not be stored") == 0, "one clear error, not one per file"
+            (disk.view / "filler").unlink()
+            url = _pg(disk, env, "ensure_running")
+            with psycopg.connect(url) as conn:
+                stored = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+            assert 20 <= stored < 400 and problems(url) == [], "what was stored is whole; nothing is half-written"
+            again = subprocess.run(ingest, env=env, capture_output=True, text=True, timeout=600)
+            assert again.returncode == 0, again.stdout + again.stderr
+            with psycopg.connect(url) as conn:
+                assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 400
+            assert problems(url) == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            _pg(disk, env, "stop", check=False)
