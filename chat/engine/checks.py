@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 
 from chat.engine import evidence
-from chat.engine.citations import CheckedText, anchoring, ungrounded_share
+from chat.engine.citations import MARKER, CheckedText, anchoring, ungrounded_share
 from chat.engine.context import Source
 from core.settings import VerifySettings
 from retrieval import injections, keywords
@@ -28,7 +28,6 @@ ABSTAIN_PHRASE = re.compile(r"\b(sources? (do|does) not (contain|mention|provide
                             r"mentioned|found) in the (provided )?sources|\b(i|we) (cannot|can'?t|could not|"
                             r"couldn'?t|am unable to|was unable to) (find|answer|tell)|\bno information (about|on)|"
                             r"\bi don'?t know)", re.I)
-MARKER = re.compile(r"\[[\d\s,\-–]+\]")
 _LEAK_WORDS = 8  # this many consecutive words of the system prompt in a sentence is a leak
 _ECHO_WORDS = 5  # this many consecutive words of a planted instruction in a sentence is obeying it
 # words of a remark about the sources rather than a claim (stemmed as the keyword index stems them)

@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from chat.engine.checks import ABSTAIN_PHRASE, CHECKS, MARKER, NAMES, Check, Ground, Piece, Verdict, said
-from chat.engine.citations import CheckedText, check, repair
+from chat.engine.checks import ABSTAIN_PHRASE, CHECKS, NAMES, Check, Ground, Piece, Verdict, said
+from chat.engine.citations import MARKER, CheckedText, check, repair
 from chat.engine.context import Source
 from chat.types import ABSTAIN_TEXT
 from core.settings import VerifySettings
@@ -41,7 +41,7 @@ __all__ = ["ABSTAIN_PHRASE", "NAMES", "SentenceStream", "Verified", "abstention"
 
 # a sentence ends at . ! ? (closing quotes/brackets and trailing citation markers stay with it) before the next
 # sentence starts; a blank line ends a paragraph
-_BOUNDARY = re.compile(r"(?P<end>[.!?][\"')\]]*(?:[ \t]*\[[\d\s,\-–]+\])*)(?P<sep>\s+)(?=[^\s\[])"
+_BOUNDARY = re.compile(rf"(?P<end>[.!?][\"')\]]*(?:[ \t]*{MARKER.pattern})*)(?P<sep>\s+)(?=[^\s\[])"
                        r"|(?P<para>\n[ \t]*\n\s*)(?=\S)")
 # a full stop that ends an initial or a common abbreviation ("John C. Messenger", "e.g.") ends no sentence, nor
 # does one followed by a lower-case word or another full stop (a quoted ". . ."); the labelled set showed units
@@ -51,7 +51,7 @@ _NOT_AN_END = re.compile(r"(?:^|[\s(\"'])(?:[A-Z]|e\.g|i\.e|etc|vs?|cf|al|Dr|Mr|
 # prompt's form: not part of the answer, so it is taken off and its marker moved to the sentence's end
 _LABEL = re.compile(r"^(?P<lead>\s*)(?:\*\*)?(?:ANSWER|EXPLANATION|(?:Short )?[Aa]nswer(?=[ \t]*[:\[])|"
                     r"Explanation(?=[ \t]*:))(?:\*\*)?[ \t]*:?(?:\*\*)?[ \t]*"
-                    r"(?P<marker>\[[\d\s,\-–]+\])?[ \t]*:?[ \t]*")
+                    rf"(?P<marker>{MARKER.pattern})?[ \t]*:?[ \t]*")
 
 
 @dataclass(frozen=True)
