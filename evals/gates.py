@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chat.engine.citations import cited_numbers
 from chat.engine.context import Source
 from chat.engine.verify import verify
 from core.settings import VerifySettings
@@ -81,7 +81,7 @@ def model_citation_precision(records: list[dict[str, Any]]) -> float | None:
         if rec["kind"] != "answerable" or not rec.get("raw"):
             continue
         uri = {s["number"]: s["uri"] for s in rec["sources"]}
-        named = {int(n) for n in re.findall(r"\[(\d+)\]", rec["raw"])} & uri.keys()
+        named = set(cited_numbers(rec["raw"])) & uri.keys()
         if named:
             shares.append(sum(uri[n] == rec["gold_paragraph"] for n in named) / len(named))
     return round(sum(shares) / len(shares), 4) if shares else None
