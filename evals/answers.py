@@ -23,17 +23,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chat.desk.frontdesk import AskRequest, FrontDesk
+from chat.engine.citations import MARKER
 from chat.types import Answer
 from evals import halves, squad, stats, support
 from retrieval import filters
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_MARKER = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 _PUNCTUATION = frozenset(string.punctuation)
 
 
 def normalize(text: str) -> str:
-    text = _MARKER.sub(" ", text.lower())
+    text = MARKER.sub(" ", text.lower())
     text = "".join(ch for ch in text if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-from dataclasses import dataclass, replace
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chat.engine.citations import cited_numbers
 from chat.engine.context import Source
 from chat.engine.verify import verify
 from core.settings import VerifySettings
@@ -39,6 +40,18 @@ class Point:
     recall: float | None  # of the wrong replies that reached this gate, the share it stopped
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One operating point: the verifier's settings, the similarity floor and the checks switched off by name."""
+
+    cfg: VerifySettings
+    min_similarity: float
+    off: Collection[str] = field(default_factory=frozenset)
+
+
+ANCHOR_OFF = frozenset({"off_question"})  # the anchor gate, switched off by its check's name
+
+
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
 
@@ -47,13 +60,13 @@ def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def reply(rec: dict[str, Any], cfg: VerifySettings, min_similarity: float) -> str | None:
+def reply(rec: dict[str, Any], at: Setting) -> str | None:
     """What the user would be shown at this operating point; None for an abstention."""
     sim = rec.get("best_similarity")
-    if rec.get("raw") is None or sim is None or sim < min_similarity:
+    if rec.get("raw") is None or sim is None or sim < at.min_similarity:
         return None
     sources = [Source(s["number"], (), s["text"]) for s in rec["sources"]]
-    verdict = verify(rec["raw"], sources, rec["question"], cfg)
+    verdict = verify(rec["raw"], sources, rec["question"], at.cfg, off=at.off)
     return None if verdict.abstained else verdict.text
 
 
@@ -68,20 +81,19 @@ def model_citation_precision(records: list[dict[str, Any]]) -> float | None:
         if rec["kind"] != "answerable" or not rec.get("raw"):
             continue
         uri = {s["number"]: s["uri"] for s in rec["sources"]}
-        named = {int(n) for n in re.findall(r"\[(\d+)\]", rec["raw"])} & uri.keys()
+        named = set(cited_numbers(rec["raw"])) & uri.keys()
         if named:
             shares.append(sum(uri[n] == rec["gold_paragraph"] for n in named) / len(named))
     return round(sum(shares) / len(shares), 4) if shares else None
 
 
-def point(records: list[dict[str, Any]], gate: str, value: float, cfg: VerifySettings, min_similarity: float,
-          base: VerifySettings, base_similarity: float) -> Point:
+def point(records: list[dict[str, Any]], gate: str, value: float, at: Setting, base: Setting) -> Point:
     """Figures at one operating point; the gate's precision/recall against the point with the gate off."""
     kinds = {"answerable": [0, 0, 0], "paragraph": [0, 0], "article": [0, 0]}
     stopped = stopped_wrong = wrong_before = 0
     for rec in records:
-        shown = reply(rec, cfg, min_similarity)
-        before = reply(rec, base, base_similarity)
+        shown = reply(rec, at)
+        before = reply(rec, base)
         k = kinds[rec["kind"]]
         k[0] += 1
         k[1] += shown is None
@@ -100,10 +112,10 @@ def point(records: list[dict[str, Any]], gate: str, value: float, cfg: VerifySet
 def curves(records: list[dict[str, Any]], cfg: VerifySettings, min_similarity: float) -> list[Point]:
     """The anchor gate swept with the similarity gate off, and the similarity gate swept with the anchor gate
     off: each curve shows what one gate adds on its own."""
-    no_anchor = replace(cfg, min_anchor=0.0)
-    out = [point(records, "min_anchor", a / 20, replace(cfg, min_anchor=a / 20), -1.0, no_anchor, -1.0)
+    base = Setting(cfg, -1.0, ANCHOR_OFF)
+    out = [point(records, "min_anchor", a / 20, Setting(replace(cfg, min_anchor=a / 20), -1.0), base)
            for a in range(0, 17)]
-    out += [point(records, "min_similarity", s / 20, no_anchor, s / 20, no_anchor, -1.0) for s in range(0, 10)]
+    out += [point(records, "min_similarity", s / 20, Setting(cfg, s / 20, ANCHOR_OFF), base) for s in range(0, 10)]
     return out
 
 
@@ -134,9 +146,8 @@ def main() -> None:
     points = curves(records, VerifySettings(), 0.0)
     chosen = choose(points)
     with_anchor = replace(VerifySettings(), min_anchor=chosen.value)
-    no_anchor = replace(with_anchor, min_anchor=0.0)
-    points += [point(records, "min_similarity+anchor", v / 20, with_anchor, v / 20, no_anchor, -1.0)
-               for v in range(0, 10)]
+    points += [point(records, "min_similarity+anchor", v / 20, Setting(with_anchor, v / 20),
+                     Setting(with_anchor, -1.0, ANCHOR_OFF)) for v in range(0, 10)]
     if args.json:
         print(json.dumps({"points": [p.__dict__ for p in points], "chosen_min_anchor": chosen.value,
                           "model_citation_precision": model_citation_precision(records)}, indent=2))

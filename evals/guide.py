@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from chat.desk.frontdesk import AskRequest, FrontDesk
+from chat.engine.citations import MARKER
 from chat.engine.services import Services
 from core import db
 from core.settings import Settings
@@ -35,7 +36,6 @@ from retrieval.types import content_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = Path(__file__).resolve().parent / "data" / "guide_questions.jsonl"
-_MARKER = re.compile(r"\[[\d\s,\-–]+\]")
 
 
 def load(path: Path = QUESTIONS) -> list[dict[str, Any]]:
@@ -58,7 +58,7 @@ def load(path: Path = QUESTIONS) -> list[dict[str, Any]]:
 
 def holds(reply: str, answers: list[list[str]]) -> bool:
     """Whether ``reply`` holds one alternative of every group of gold answers."""
-    text = _MARKER.sub(" ", reply).replace("`", "").lower()
+    text = MARKER.sub(" ", reply).replace("`", "").lower()
     return all(any(re.search(rf"(?<![\w.]){re.escape(a.lower())}(?![\w])", text) for a in group)
                for group in answers)
 

@@ -16,12 +16,12 @@ recall (supported sentences it shows) and the share of unsupported ones it keeps
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from chat.engine.citations import cited_numbers
 from chat.engine.context import Source
 from chat.engine.verify import SentenceStream, units
 from chat.types import ABSTAIN_TEXT, Answer
@@ -31,7 +31,6 @@ from evals import squad
 LABELS = Path(__file__).resolve().parent / "data" / "support_labels.jsonl"
 THRESHOLDS = Path(__file__).with_name("thresholds.toml")  # its [support] section
 KINDS = ("supported", "unsupported", "not_a_claim")
-_MARK = re.compile(r"\[(\d+)\]")
 
 
 def export(qa: squad.QA, answer: Answer, kind: str) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def export(qa: squad.QA, answer: Answer, kind: str) -> dict[str, Any]:
     shown to the model, the model's raw reply and its own sentences (before verification) with the source numbers
     their markers name; no sentences when the chain abstained before asking the model."""
     numbers = {c.number for c in answer.sources}
-    sentences = [{"text": u, "cited": sorted({int(n) for n in _MARK.findall(u)} & numbers), "label": None}
+    sentences = [{"text": u, "cited": sorted(set(cited_numbers(u)) & numbers), "label": None}
                  for u in units(answer.model_output or "")]
     return {"qa": qa.id, "kind": kind, "question": qa.question, "gold": list(qa.answers),
             "gold_paragraph": qa.paragraph_id,
@@ -113,7 +112,7 @@ def judge(record: dict[str, Any], sentence: dict[str, Any], cfg: VerifySettings)
     mine = [p for p in released[start:] if p.strip() != ABSTAIN_TEXT and not p.strip().startswith("(citewise left")]
     if not mine:
         return False, stream.last_reason if stream.dropped > dropped or stream.last_reason != reason else "withheld"
-    cited = {int(n) for p in mine for n in _MARK.findall(p)}
+    cited = {n for p in mine for n in cited_numbers(p)}
     if not cited & set(sentence["cited"]):
         return False, "recited_elsewhere"  # shown, but the repair moved its marker to another passage
     return True, None

@@ -76,3 +76,18 @@ def test_best_support_flags_answers_from_nowhere() -> None:
     assert best_support("Invoices are sent monthly [1].", sources, keywords.terms) == 0.0
     assert best_support("Meals are reimbursed up to 40 euros per day [1].", sources, keywords.terms) == 1.0
     assert best_support("Yes [1].", sources, keywords.terms) == 1.0  # too short to judge
+
+
+@pytest.mark.parametrize("marker,expected", [("[1]", (1,)), ("[1, 2]", (1, 2)), ("[1-3]", (1, 2, 3)),
+                                             ("[1–3]", (1, 2, 3)), ("[ 2 ]", (2,)), ("[3-1]", (3, 1)),
+                                             ("[1-40]", (1, 40)), ("1, 4-5", (1, 4, 5))])
+def test_one_marker_grammar_expands_ranges(marker: str, expected: tuple) -> None:
+    from chat.engine.citations import MARKER, numbers
+    assert numbers(marker) == expected
+    assert not marker.startswith("[") or MARKER.fullmatch(marker)
+
+
+def test_cited_numbers_in_order_of_first_mention() -> None:
+    from chat.engine.citations import MARKER, cited_numbers
+    assert cited_numbers("A [2-3]. B [1, 2]. C [1]. x[a] [ ]") == (2, 3, 1)
+    assert not MARKER.search("[a] [ ] [,] [1 2]")

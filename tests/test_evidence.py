@@ -144,3 +144,8 @@ def test_a_sentence_the_model_repeats_is_shown_once() -> None:
     verdict = verify("The Grainger Market replaced the Butcher Market [1]. The Grainger Market replaced the Butcher "
                      "Market [1].", SRC, q, ON)
     assert verdict.text == "The Grainger Market replaced the Butcher Market [1].", verdict
+
+
+def test_the_gate_curves_switch_the_anchor_gate_by_its_check_name() -> None:
+    from chat.engine.checks import NAMES
+    assert gates.ANCHOR_OFF.issubset(NAMES)

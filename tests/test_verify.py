@@ -124,3 +124,29 @@ def test_the_withheld_marker_the_model_copies_is_never_shown() -> None:
     reply = f"New employees get 25 vacation days per year [1]. {injections.WITHHELD}"
     released, verdict = _stream(reply)
     assert "".join(released) == verdict.text == "New employees get 25 vacation days per year [1]."
+
+
+def test_the_checks_are_named_and_judged_in_this_order() -> None:
+    from chat.engine.checks import CHECKS, NAMES
+    assert NAMES == ("declined", "code_block", "markers_alone", "meta_remark", "repeat", "prompt_leak",
+                     "instruction", "unasked_link", "short", "unsupported", "ungrounded", "off_question")
+    assert [c.name for c in CHECKS if not c.told] == ["declined", "markers_alone", "meta_remark", "repeat"]
+
+
+def test_a_check_switched_off_by_name_no_longer_judges() -> None:
+    reply = "New employees get 25 vacation days per year [1]. The moon is made of green cheese and old rocks."
+    assert verify(reply, SOURCES, Q, VerifySettings()).dropped == 1
+    kept = verify(reply, SOURCES, Q, VerifySettings(), off={"unsupported"})
+    assert kept.dropped == 0 and "green cheese" in kept.text
+    with pytest.raises(ValueError, match="no such check: min_support"):
+        verify(reply, SOURCES, Q, VerifySettings(), off={"min_support"})
+
+
+def test_a_silent_drop_is_counted_under_its_name_and_never_told() -> None:
+    released: list[str] = []
+    stream = SentenceStream(SOURCES, Q, VerifySettings(), SYSTEM, released.append)
+    stream.feed("New employees get 25 vacation days per year [1]. New employees get 25 vacation days per year [1]. "
+                "The sources do not contain more.")
+    verdict = stream.close()
+    assert stream.silenced == {"repeat": 1, "declined": 1}
+    assert verdict.dropped == 0 and verdict.text == "New employees get 25 vacation days per year [1]."

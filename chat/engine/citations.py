@@ -1,11 +1,15 @@
-"""Citation markers: find ``[n]`` (also ``[1][2]``, ``[1, 2]``, ``[1-3]``), drop those with no such source."""
+"""Citation markers: find ``[n]`` (also ``[1][2]``, ``[1, 2]``, ``[1-3]``), drop those with no such source.
+
+``MARKER`` and ``numbers`` are the one grammar of a marker: the verifier, the web UI and the evals read markers
+through them, so a form the model writes (a range, a list) counts the same everywhere.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-_MARKER = re.compile(r"\[(\s*\d+\s*(?:(?:,|-|–)\s*\d+\s*)*)\]")
+MARKER = re.compile(r"\[(\s*\d+\s*(?:[,\-–]\s*\d+\s*)*)\]")
 
 
 @dataclass(frozen=True)
@@ -15,7 +19,10 @@ class CheckedText:
     removed: int  # markers (or numbers inside one) that named no source
 
 
-def _numbers(inner: str) -> list[int]:
+def numbers(marker: str) -> tuple[int, ...]:
+    """The source numbers one marker names, ranges expanded (``[1-3]`` is 1, 2, 3; ``[1, 2]`` is 1, 2); a range
+    of 20 or more, or a reversed one, is read as its two ends, not as a list the model never meant."""
+    inner = marker[1:-1] if marker.startswith("[") and marker.endswith("]") else marker
     out: list[int] = []
     for part in re.split(r"\s*,\s*", inner.strip()):
         bounds = re.split(r"\s*[-–]\s*", part)
@@ -24,7 +31,12 @@ def _numbers(inner: str) -> list[int]:
             out.extend(range(lo, hi + 1) if 0 < hi - lo < 20 else [lo, hi])
         elif part.isdigit():
             out.append(int(part))
-    return out
+    return tuple(out)
+
+
+def cited_numbers(text: str) -> tuple[int, ...]:
+    """Every source number the markers in ``text`` name, in order of first mention."""
+    return tuple(dict.fromkeys(n for m in MARKER.finditer(text) for n in numbers(m.group())))
 
 
 def check(text: str, n_sources: int) -> CheckedText:
@@ -34,15 +46,15 @@ def check(text: str, n_sources: int) -> CheckedText:
 
     def replace(m: re.Match[str]) -> str:
         nonlocal removed
-        numbers = _numbers(m.group(1))
-        valid = [n for n in numbers if 1 <= n <= n_sources]
-        removed += len(numbers) - len(valid)
+        named = numbers(m.group(1))
+        valid = [n for n in named if 1 <= n <= n_sources]
+        removed += len(named) - len(valid)
         for n in valid:
             if n not in cited:
                 cited.append(n)
         return "".join(f"[{n}]" for n in dict.fromkeys(valid))
 
-    cleaned = _MARKER.sub(replace, text)
+    cleaned = MARKER.sub(replace, text)
     # "finished. [3]" -> "finished [3]." so a marker always sits inside the sentence it supports
     cleaned = re.sub(r"(?<=[\w\])%])([.!?])[ \t]*((?:\[\d+\])+)(?=\s|$)", r" \2\1", cleaned)
     cleaned = re.sub(r"(\[\d+\]) (?=\[\d+\])", r"\1", cleaned)
@@ -75,17 +87,17 @@ def repair(text: str, sources: dict[int, str], terms_of, support: float = 0.5) -
     added = corrected = 0
     for i in range(0, len(parts), 2):
         sentence = parts[i]
-        words = set(terms_of(_MARKER.sub("", sentence)))
+        words = set(terms_of(MARKER.sub("", sentence)))
         if len(words) < 3 or "```" in sentence:
             continue
         overlap = {n: len(words & st) / len(words) for n, st in source_terms.items()}
         best = max(overlap, key=lambda n: overlap[n], default=None)
         if best is None or overlap[best] < support:
             continue
-        cited = [n for m in _MARKER.finditer(sentence) for n in _numbers(m.group(1))]
+        cited = [n for m in MARKER.finditer(sentence) for n in numbers(m.group(1))]
         if cited and any(overlap.get(n, 0.0) >= support for n in cited):
             continue
-        bare = re.sub(r"\s+([.!?])", r"\1", _MARKER.sub("", sentence)).rstrip()
+        bare = re.sub(r"\s+([.!?])", r"\1", MARKER.sub("", sentence)).rstrip()
         end = len(bare) - (1 if bare[-1:] in ".!?" else 0)
         parts[i] = f"{bare[:end]} [{best}]{bare[end:]}{sentence[len(sentence.rstrip()):]}"
         if cited:
@@ -101,7 +113,7 @@ def ungrounded_share(question: str, answer: str, sources: list[str], terms_of) -
     An answer that restates the question's concepts (say "water tank capacity") which appear in no source has not
     found them there: a small model fills such gaps with numbers from nearby text. Near 0 for grounded answers.
     """
-    asked = set(terms_of(question)) & set(terms_of(_MARKER.sub("", answer)))
+    asked = set(terms_of(question)) & set(terms_of(MARKER.sub("", answer)))
     if not asked:
         return 0.0
     known = set().union(*(set(terms_of(s)) for s in sources)) if sources else set()
@@ -118,7 +130,7 @@ def best_support(answer: str, sources: list[str], terms_of) -> float:
     source_terms = [set(terms_of(s)) for s in sources]
     best, judged = 0.0, False
     for sentence in _SENTENCE_SPLIT.split(answer)[::2]:
-        words = set(terms_of(_MARKER.sub("", sentence)))
+        words = set(terms_of(MARKER.sub("", sentence)))
         if len(words) < 3:
             continue
         judged = True

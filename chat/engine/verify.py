@@ -18,50 +18,40 @@ A sentence (or a paragraph, or a code block) is judged when the next one has beg
 - a shorter sentence after the lead is released when it cites a source, or joins the sentence after it; code
   blocks follow the answer they belong to.
 When sentences were left out, the reply ends by saying so. When nothing passes, the answer is an abstention
-with the reason of the last check that failed.
+with the reason of the last check that failed. The checks themselves, by name and in order, are in
+chat/engine/checks.py; this module cuts the stream into units, runs them through the checks and releases what
+passes.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from chat.engine import evidence
-from chat.engine.citations import anchoring, check, repair, ungrounded_share
+from chat.engine.checks import ABSTAIN_PHRASE, CHECKS, NAMES, Check, Ground, Piece, Verdict, said
+from chat.engine.citations import MARKER, CheckedText, check, repair
 from chat.engine.context import Source
 from chat.types import ABSTAIN_TEXT
 from core.settings import VerifySettings
 from retrieval import injections, keywords
 
-# the model saying it has no answer: about the sources, or in the first person ("I cannot find …"), never a
-# cited sentence that merely contains the words ("if the parser cannot find a title, the file name is used [1]")
-ABSTAIN_PHRASE = re.compile(r"\b(sources? (do|does) not (contain|mention|provide|include|say)|not (contained|"
-                            r"mentioned|found) in the (provided )?sources|\b(i|we) (cannot|can'?t|could not|"
-                            r"couldn'?t|am unable to|was unable to) (find|answer|tell)|\bno information (about|on)|"
-                            r"\bi don'?t know)", re.I)
+__all__ = ["ABSTAIN_PHRASE", "NAMES", "SentenceStream", "Verified", "abstention", "units", "unlabel", "verify"]
+
 # a sentence ends at . ! ? (closing quotes/brackets and trailing citation markers stay with it) before the next
 # sentence starts; a blank line ends a paragraph
-_BOUNDARY = re.compile(r"(?P<end>[.!?][\"')\]]*(?:[ \t]*\[[\d\s,\-–]+\])*)(?P<sep>\s+)(?=[^\s\[])"
+_BOUNDARY = re.compile(rf"(?P<end>[.!?][\"')\]]*(?:[ \t]*{MARKER.pattern})*)(?P<sep>\s+)(?=[^\s\[])"
                        r"|(?P<para>\n[ \t]*\n\s*)(?=\S)")
-_MARKER = re.compile(r"\[[\d\s,\-–]+\]")
 # a full stop that ends an initial or a common abbreviation ("John C. Messenger", "e.g.") ends no sentence, nor
 # does one followed by a lower-case word or another full stop (a quoted ". . ."); the labelled set showed units
 # cut there ("Tiddeman. [2][3]", ". .") that no source could support on their own
 _NOT_AN_END = re.compile(r"(?:^|[\s(\"'])(?:[A-Z]|e\.g|i\.e|etc|vs?|cf|al|Dr|Mr|Mrs|Ms|St|Jr|Sr|Prof|No|approx)\.$")
-_LEAK_WORDS = 8  # this many consecutive words of the system prompt in a sentence is a leak
-_ECHO_WORDS = 5  # this many consecutive words of a planted instruction in a sentence is obeying it
 # a label the model writes before a sentence ("ANSWER [1] …", "Answer: …", "Explanation: …"), copying the
 # prompt's form: not part of the answer, so it is taken off and its marker moved to the sentence's end
 _LABEL = re.compile(r"^(?P<lead>\s*)(?:\*\*)?(?:ANSWER|EXPLANATION|(?:Short )?[Aa]nswer(?=[ \t]*[:\[])|"
                     r"Explanation(?=[ \t]*:))(?:\*\*)?[ \t]*:?(?:\*\*)?[ \t]*"
-                    r"(?P<marker>\[[\d\s,\-–]+\])?[ \t]*:?[ \t]*")
-# words of a remark about the sources rather than a claim (stemmed as the keyword index stems them)
-_META = frozenset(keywords.terms("source sources explanation information found stated states directly answer "
-                                 "question provided first second third passage text cited citation"))
-_LINK = re.compile(r"https?://|www\.|\]\(", re.I)
-_ASKS_FOR_LINK = re.compile(r"\b(links?|urls?|https?|website|web ?page|address|download)\b", re.I)
+                    rf"(?P<marker>{MARKER.pattern})?[ \t]*:?[ \t]*")
 
 
 @dataclass(frozen=True)
@@ -109,7 +99,7 @@ def unlabel(unit: str) -> str:
     if not m or not rest.strip():
         return unit
     marker = m.group("marker")
-    if marker and not _MARKER.search(rest) and not ABSTAIN_PHRASE.search(rest):
+    if marker and not MARKER.search(rest) and not ABSTAIN_PHRASE.search(rest):
         body = rest.rstrip()
         tail = rest[len(body):]
         rest = (f"{body[:-1]} {marker}{body[-1]}" if body[-1] in ".!?" else f"{body} {marker}") + tail
@@ -120,41 +110,35 @@ def abstention(reason: str, removed_markers: int = 0) -> Verified:
     return Verified("", (), reason, removed_markers)
 
 
-def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
 class SentenceStream:
-    """Feed it the model's tokens; it passes verified text to ``on_release`` and returns the verdict on close."""
+    """Feed it the model's tokens; it passes verified text to ``on_release`` and returns the verdict on close.
+
+    ``off`` names checks (of ``checks.NAMES``) to skip, so a gate's effect can be measured with it switched off;
+    with ``off_question`` off every sentence counts as anchored, as with ``min_anchor`` 0.
+    """
 
     def __init__(self, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "",
-                 on_release: Callable[[str], None] | None = None, planted: injections.Found | None = None) -> None:
-        self.sources, self.question, self.cfg = list(sources), question, cfg
+                 on_release: Callable[[str], None] | None = None, planted: injections.Found | None = None,
+                 off: Collection[str] = frozenset()) -> None:
+        if unknown := set(off) - set(NAMES):
+            raise ValueError(f"no such check: {', '.join(sorted(unknown))} (the checks: {', '.join(NAMES)})")
+        self.sources, self.cfg = list(sources), cfg
         self.by_number = {s.number: s.text for s in self.sources}
-        self.source_terms = [set(keywords.terms(s.text)) for s in self.sources]
-        self.texts = [s.text for s in self.sources]
-        self.leaks = _ngrams(system, _LEAK_WORDS) if system else set()
-        planted = planted or injections.find("\n".join(self.texts))
-        asked = question.lower()
-        self.payloads = [p for p in planted.payloads if not re.search(rf"\b{re.escape(p)}\b", asked)]
-        self.echoes = set().union(*(_ngrams(s, _ECHO_WORDS) for s in planted.sentences))
-        self.links_ok = bool(_ASKS_FOR_LINK.search(question))
+        self.ground = Ground.of(self.sources, question, cfg, system, planted)
+        self.checks: tuple[Check, ...] = tuple(c for c in CHECKS if c.name not in off)
         self.on_release = on_release
         self.started = time.perf_counter()
         self.buffer = self.raw = ""
         self.before = ""  # the separator in front of the next unit
         self.held, self.held_before, self.held_after = "", "", ""  # a short piece waiting for the next sentence
         self.shown: list[str] = []
-        self.said: set[str] = set()  # the shown sentences without markers, to show a repeated one once
+        self.said: set[str] = set()  # the shown sentences as ``checks.said`` gives them, to show a repeat once
         self.cited: list[int] = []
         self.removed = self.auto_cited = self.dropped = 0
-        self.declined = False
+        self.silenced: dict[str, int] = {}  # silent drops by the check's name: counted, never told
         self.last_reason: str | None = None
         self.first_ms: float | None = None
-        self.q_terms = set(keywords.terms(question))
-        self.units = [[frozenset(keywords.terms(u)) for u in evidence.split(t)] for t in self.texts]
-        self.anchored = cfg.min_anchor <= 0  # until the answer's lead sentence is anchored in the question
+        self.anchored = cfg.min_anchor <= 0 or "off_question" in off  # until the lead is anchored in the question
 
     def feed(self, piece: str) -> None:
         self.raw += piece
@@ -180,68 +164,56 @@ class SentenceStream:
         if self.held:  # a short piece joins the sentence after it
             unit, before = self.held + self.held_after + unit, self.held_before
             self.held = ""
-        unit = unit.replace(injections.WITHHELD, "").rstrip(" \t")  # the prompt's marker, copied by the model
-        unit = unlabel(unit)
-        if not unit.strip():
-            return
-        if ABSTAIN_PHRASE.search(unit) and not check(unit, len(self.sources)).cited:
-            self.declined = True
-            return
-        if "```" in unit:
-            if self.shown:
-                self._release(unit.strip("\n"), before)
-            return
-        checked = check(unit, len(self.sources))
-        self.removed += checked.removed
-        if not _MARKER.sub("", checked.text).strip(" \t\n.,;:"):
-            return  # markers alone, left behind by a dropped sentence: nothing to show
-        words = set(keywords.terms(_MARKER.sub(" ", checked.text)))
-        if words and words <= _META:
-            return  # a remark about the sources ("This source is [3].", "Explanation [2]."): no claim to show
-        said = " ".join(_MARKER.sub(" ", checked.text).lower().split())
-        if said in self.said:
-            return  # the model repeating itself: shown once
-        if self.leaks and _ngrams(checked.text, _LEAK_WORDS) & self.leaks:
-            self._drop("prompt_leak")
-        elif self._obeys(checked.text):
-            self._drop("instruction")
-        elif not self.links_ok and _LINK.search(checked.text):
-            self._drop("unasked_link")
-        elif len(words) < self.cfg.min_terms and not (checked.cited and words and not self.anchored):
-            if checked.cited:
-                self._accept(checked.text, checked.cited, before)
-            else:
-                self.held, self.held_before, self.held_after = unit, before, after
-        elif max((len(words & st) / len(words) for st in self.source_terms), default=0.0) < self.cfg.min_support:
-            self._drop("unsupported")
-        elif (len(words) >= self.cfg.min_terms and ungrounded_share(self.question, checked.text, self.texts,
-                                                                    keywords.terms) > self.cfg.max_ungrounded):
-            self._drop("ungrounded")
-        elif not self.anchored and anchoring(self.q_terms, words, self.units) < self.cfg.min_anchor:
-            self._drop("off_question")
-        else:
-            self.anchored = True
-            mended = repair(checked.text, self.by_number, keywords.terms, self.cfg.repair_support)
-            if mended.added + mended.corrected:
-                self.auto_cited += mended.added + mended.corrected
-                checked = check(mended.text, len(self.sources))
-            self._accept(checked.text, checked.cited, before)
+        unit = unlabel(unit.replace(injections.WITHHELD, "").rstrip(" \t"))  # the prompt's marker, copied
+        if unit.strip():
+            checked = check(unit, len(self.sources))
+            piece = Piece(unit, checked, set(keywords.terms(MARKER.sub(" ", checked.text))), self.said,
+                          not self.anchored)
+            self._apply(*self._verdict(piece), piece, before, after)
 
-    def _obeys(self, text: str) -> bool:
-        low = text.lower()
-        return any(re.search(rf"(?<!\w){re.escape(p)}(?!\w)", low) for p in self.payloads) or bool(
-            self.echoes and _ngrams(text, _ECHO_WORDS) & self.echoes)
+    def _verdict(self, piece: Piece) -> tuple[Check | None, Verdict]:
+        """The first check that does not pass the unit, with its verdict; None when every check passes it."""
+        for c in self.checks:
+            if (verdict := c.judge(self.ground, piece)) is not Verdict.PASS:
+                return c, verdict
+        return None, Verdict.PASS
+
+    def _apply(self, by: Check | None, verdict: Verdict, piece: Piece, before: str, after: str) -> None:
+        if not (by and by.as_written):
+            self.removed += piece.checked.removed
+        if by and verdict is Verdict.DROP:
+            self._drop(by)
+        elif verdict is Verdict.VERBATIM and self.shown:
+            self._release(piece.unit.strip("\n"), before)
+        elif verdict is Verdict.HOLD:
+            self.held, self.held_before, self.held_after = piece.unit, before, after
+        elif verdict is Verdict.KEEP:
+            self._accept(piece.checked.text, piece.checked.cited, before)
+        elif verdict is Verdict.PASS:
+            self._accept_repaired(piece.checked, before)
+
+    def _accept_repaired(self, checked: CheckedText, before: str) -> None:
+        """The first sentence past every check anchors the answer; its markers are mended by overlap."""
+        self.anchored = True
+        mended = repair(checked.text, self.by_number, keywords.terms, self.cfg.repair_support)
+        if mended.added + mended.corrected:
+            self.auto_cited += mended.added + mended.corrected
+            checked = check(mended.text, len(self.sources))
+        self._accept(checked.text, checked.cited, before)
 
     def _accept(self, text: str, cited: tuple[int, ...], before: str) -> None:
-        self.said.add(" ".join(_MARKER.sub(" ", text).lower().split()))
+        self.said.add(said(text))
         for n in cited:
             if n not in self.cited:
                 self.cited.append(n)
         self._release(text, before)
 
-    def _drop(self, reason: str) -> None:
-        self.dropped += 1
-        self.last_reason = reason
+    def _drop(self, by: Check) -> None:
+        if by.told:
+            self.dropped += 1
+            self.last_reason = by.name
+        else:
+            self.silenced[by.name] = self.silenced.get(by.name, 0) + 1
 
     def close(self) -> Verified:
         rest, self.buffer = self.buffer, ""
@@ -251,7 +223,7 @@ class SentenceStream:
         text = "".join(self.shown).strip()
         model_cited = check(self.raw, len(self.sources)).cited
         if not text:
-            reason = self.last_reason or ("model_declined" if self.declined else "too_short")
+            reason = self.last_reason or ("model_declined" if self.silenced.get("declined") else "too_short")
             if self.on_release:
                 self.on_release(ABSTAIN_TEXT)
             return Verified("", (), reason, self.removed, first_verified_ms=self.first_ms, model_cited=model_cited)
@@ -264,8 +236,9 @@ class SentenceStream:
                         model_cited)
 
 
-def verify(raw: str, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "") -> Verified:
+def verify(raw: str, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "",
+           off: Collection[str] = frozenset()) -> Verified:
     """The verdict on a whole answer (the same checks as streaming, fed at once)."""
-    stream = SentenceStream(sources, question, cfg, system)
+    stream = SentenceStream(sources, question, cfg, system, off=off)
     stream.feed(raw)
     return stream.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from chat.engine.citations import cited_numbers
 from chat.types import Answer, Citation
 from retrieval import keywords
 
@@ -42,7 +43,7 @@ def chip(n: int) -> str:
 
 def claims_for(answer_text: str, n: int) -> list[str]:
     """The answer's sentences that cite [n]."""
-    return [s for s in _SENTENCE.split(answer_text) if re.search(rf"\[(?:\d+\s*,\s*)*{n}(?:\s*,\s*\d+)*\]", s)]
+    return [s for s in _SENTENCE.split(answer_text) if n in cited_numbers(s)]
 
 
 def supporting(passage: str, claims: list[str]) -> list[tuple[str, bool]]:
