@@ -22,7 +22,8 @@ def test_answer_metrics_take_a_range_marker_out_like_a_single_one() -> None:
 
 def test_exported_sentences_count_a_range_as_each_source_it_names() -> None:
     sources = tuple(_source(n, f"p{n}") for n in (1, 2, 3, 4))
-    answer = Answer("", (), sources, True, None, "q", None, None, model_output="Paris is the capital [1-3].")
+    answer = Answer(text="", citations=(), sources=sources, abstained=True, turn_id=None, standalone_question="q",
+                    prompt_version=None, model=None, model_output="Paris is the capital [1-3].")
     record = support.export(QA("q1", "Capital?", ("Paris",), "p1", "France"), answer, "answerable")
     assert record["sentences"][0]["cited"] == [1, 2, 3]
 
