@@ -50,9 +50,11 @@ def _has(module: str) -> bool:
     editable finder maps a submodule the tree lacks onto this checkout's file."""
     package, _, name = module.rpartition(".")
     try:
-        return (Path(importlib.import_module(package).__file__).parent / f"{name}.py").exists()
-    except ImportError:  # the package itself is not in this tree
+        folder = Path(importlib.import_module(package).__file__).resolve().parent
+    except ImportError:  # the package itself is in neither tree
         return False
+    tree = Path.cwd().resolve()  # each tree is measured with itself as the working directory
+    return folder.is_relative_to(tree) and (folder / f"{name}.py").exists()
 
 
 def _module(*names: str):
@@ -126,7 +128,8 @@ def _chain(n_questions: int) -> dict:
         endpoint = Endpoint(llm.base_url, "k", "standin", False)
         if _has("chat.desk.frontdesk") or _has("chat.frontdesk"):
             frontdesk = _module("chat.desk.frontdesk", "chat.frontdesk")
-            FrontDesk, Request, Services = frontdesk.FrontDesk, frontdesk.Request, services_module.Services
+            FrontDesk, Services = frontdesk.FrontDesk, services_module.Services
+            Request = getattr(frontdesk, "AskRequest", None) or frontdesk.Request  # renamed in issue 24
 
             desk = FrontDesk(Services(settings, pool, embedder, load_reranker(settings.rerank), endpoint))
             def answer(text: str):
