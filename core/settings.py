@@ -316,6 +316,13 @@ class VerifySettings:
     # the answer's lead: this share of the question's terms must sit around the source sentence holding it; chosen
     # on the tune half of XQuAD dev from the gate's curve (python -m evals.gates, evals/results/)
     min_anchor: float = 0.45
+    # the meaning checks (chat/engine/meaning.py): a trained cross-encoder judges whether a cited passage states
+    # each sentence (``min_stated``) and whether the lead answers the question (``min_answers``). Off by default:
+    # measured on the tune part of the twice-labelled set and the tune-half replies, no threshold pair beat the
+    # word checks (evals/results/2026-12-05-meaning-checks.md)
+    meaning: bool = False
+    min_stated: float = 0.5
+    min_answers: float = 0.5
 
     @classmethod
     def read(cls, env: Env) -> VerifySettings:
@@ -323,7 +330,10 @@ class VerifySettings:
                    max_ungrounded=env.float("CITEWISE_VERIFY_MAX_UNGROUNDED", cls.max_ungrounded, 0.0, 1.0),
                    min_support=env.float("CITEWISE_VERIFY_MIN_SUPPORT", cls.min_support, 0.0, 1.0),
                    repair_support=env.float("CITEWISE_VERIFY_REPAIR_SUPPORT", cls.repair_support, 0.0, 1.0),
-                   min_anchor=env.float("CITEWISE_VERIFY_MIN_ANCHOR", cls.min_anchor, 0.0, 1.0))
+                   min_anchor=env.float("CITEWISE_VERIFY_MIN_ANCHOR", cls.min_anchor, 0.0, 1.0),
+                   meaning=env.bool("CITEWISE_VERIFY_MEANING", cls.meaning),
+                   min_stated=env.float("CITEWISE_VERIFY_MIN_STATED", cls.min_stated, 0.0, 1.0),
+                   min_answers=env.float("CITEWISE_VERIFY_MIN_ANSWERS", cls.min_answers, 0.0, 1.0))
 
 
 @dataclass(frozen=True)

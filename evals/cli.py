@@ -162,10 +162,21 @@ def _ints(csv: str) -> tuple[int, ...]:
 def support_cmd(
     labels: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Labelled answers (JSONL; default "
                                        "evals/data/support_labels.jsonl)."),
+    pairs: Path | None = typer.Option(None, "--pairs", exists=True, dir_okay=False,
+                                      help='Score a support check on {"claim", "passage", "label"} lines instead.'),
+    check: str = typer.Option("meaning", help="With --pairs: the check to score (meaning, words or llm)."),
+    threshold: float | None = typer.Option(None, min=0.0, max=1.0,
+                                           help="With --pairs: judge supported at this score (default: the "
+                                                "product's setting for the check)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The verifier against sentences labelled by reading: its precision, recall and unsupported ones withheld.
-    Needs no database or model: it re-runs today's verifier on the stored sentences and sources."""
+    Needs no database or LLM: it re-runs today's verifier on the stored sentences and sources. With --pairs, one
+    support check on any file of labelled claim/passage pairs: balanced accuracy, precision on supported, recall,
+    ms per claim and the threshold used."""
+    if pairs is not None:
+        _support_pairs(pairs, check, threshold, as_json)
+        return
     from evals import support
 
     try:
@@ -185,6 +196,31 @@ def support_cmd(
         table.add_row(name, str(getattr(result, name)))
     for bucket, reasons in result.by_reason.items():
         table.add_row(bucket, ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-")
+    out.print(table)
+
+
+def _support_pairs(path: Path, check: str, threshold: float | None, as_json: bool) -> None:
+    from evals.meaning import measure
+
+    if check not in measure.CHECKS:
+        fail(f"no such check {check!r}; expected one of {', '.join(measure.CHECKS)}")
+    try:
+        pairs = measure.load(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        fail(f"cannot read the pairs: {exc}")
+        raise
+    with console.status(f"Scoring {len(pairs)} pairs with the {check} check…"):
+        result, _ = measure.run(check, pairs, threshold)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    table = Table(title=f"The {check} check on {result.pairs} pairs ({result.supported} supported, "
+                        f"{result.unsupported} unsupported)")
+    table.add_column("figure")
+    table.add_column("value")
+    for name in ("threshold", "balanced_accuracy", "precision", "recall", "unsupported_caught", "ms_per_claim",
+                 "failed"):
+        table.add_row(name, str(getattr(result, name)))
     out.print(table)
 
 
@@ -286,6 +322,9 @@ def guide(
     questions: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Question set (JSONL; default "
                                           "evals/data/guide_questions.jsonl)."),
     seed: int = typer.Option(0, help="Sampling seed."),
+    corpus: Path | None = typer.Option(None, exists=True, file_okay=False,
+                                       help="Ask of this folder instead of the user guide (docs/), e.g. "
+                                            "evals/data/pgdocs with --questions evals/data/pg_questions.jsonl."),
     out_file: Path | None = typer.Option(None, "--out", help="Write every reply and figure here (JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -302,7 +341,7 @@ def guide(
     except ValueError as exc:
         fail(str(exc))
     with console.status("Ingesting the user guide into its isolated database…"):
-        url = prepare(cfg, load_embedder(cfg))
+        url = prepare(cfg, load_embedder(cfg), *([corpus] if corpus else []))
     services = open_or_exit(cfg.with_database(url))
     try:
         with console.status(f"Asking {len(rows)} questions…") as status:

@@ -23,6 +23,7 @@ from typing import Any
 
 from chat.engine.citations import cited_numbers
 from chat.engine.context import Source
+from chat.engine.meaning import for_settings
 from chat.engine.verify import verify
 from core.settings import VerifySettings
 from evals.answers import contains
@@ -66,7 +67,7 @@ def reply(rec: dict[str, Any], at: Setting) -> str | None:
     if rec.get("raw") is None or sim is None or sim < at.min_similarity:
         return None
     sources = [Source(s["number"], (), s["text"]) for s in rec["sources"]]
-    verdict = verify(rec["raw"], sources, rec["question"], at.cfg, off=at.off)
+    verdict = verify(rec["raw"], sources, rec["question"], at.cfg, off=at.off, meaning=for_settings(at.cfg))
     return None if verdict.abstained else verdict.text
 
 

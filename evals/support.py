@@ -16,13 +16,14 @@ recall (supported sentences it shows) and the share of unsupported ones it keeps
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from chat.engine.citations import cited_numbers
 from chat.engine.context import Source
+from chat.engine.meaning import for_settings
 from chat.engine.verify import SentenceStream, units
 from chat.types import ABSTAIN_TEXT, Answer
 from core.settings import VerifySettings
@@ -93,7 +94,8 @@ def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
 
 
-def judge(record: dict[str, Any], sentence: dict[str, Any], cfg: VerifySettings) -> tuple[bool, str | None]:
+def judge(record: dict[str, Any], sentence: dict[str, Any], cfg: VerifySettings,
+          off: Collection[str] = frozenset()) -> tuple[bool, str | None]:
     """Would the user be shown ``sentence`` citing one of its own passages? And, if not, the verifier's reason.
 
     The sentence is judged where it stood in its answer: the sentences before it are streamed through the verifier
@@ -103,7 +105,8 @@ def judge(record: dict[str, Any], sentence: dict[str, Any], cfg: VerifySettings)
     position = next(i for i, s in enumerate(record["sentences"]) if s is sentence)
     before = " ".join(s["text"] for s in record["sentences"][:position])
     released: list[str] = []
-    stream = SentenceStream(sources, record["question"], cfg, "", released.append)
+    stream = SentenceStream(sources, record["question"], cfg, "", released.append, off=off,
+                          meaning=for_settings(cfg))
     stream.feed(f"{before} " if before else "")
     dropped, reason = stream.dropped, stream.last_reason
     stream.feed(sentence["text"])
@@ -118,7 +121,8 @@ def judge(record: dict[str, Any], sentence: dict[str, Any], cfg: VerifySettings)
     return True, None
 
 
-def score(records: Iterable[dict[str, Any]], cfg: VerifySettings | None = None) -> SupportResult:
+def score(records: Iterable[dict[str, Any]], cfg: VerifySettings | None = None,
+          off: Collection[str] = frozenset()) -> SupportResult:
     cfg = cfg or VerifySettings()
     records = list(records)
     counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "uncited": 0}
@@ -130,7 +134,7 @@ def score(records: Iterable[dict[str, Any]], cfg: VerifySettings | None = None) 
             if not s["cited"]:
                 counts["uncited"] += 1
                 continue
-            shown, reason = judge(rec, s, cfg)
+            shown, reason = judge(rec, s, cfg, off)
             good = s["label"] == "supported"
             counts[{(True, True): "tp", (False, True): "fp", (True, False): "fn", (False, False): "tn"}[
                 (good, shown)]] += 1

@@ -129,7 +129,7 @@ def test_the_withheld_marker_the_model_copies_is_never_shown() -> None:
 def test_the_checks_are_named_and_judged_in_this_order() -> None:
     from chat.engine.checks import CHECKS, NAMES
     assert NAMES == ("declined", "code_block", "markers_alone", "meta_remark", "repeat", "prompt_leak",
-                     "instruction", "unasked_link", "short", "unsupported", "ungrounded", "off_question")
+                     "instruction", "unasked_link", "short", "unsupported", "ungrounded", "not_stated", "off_question")
     assert [c.name for c in CHECKS if not c.told] == ["declined", "markers_alone", "meta_remark", "repeat"]
 
 

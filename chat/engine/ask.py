@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from chat.engine import meaning
 from chat.engine.condense import condense
 from chat.engine.context import build_context
 from chat.engine.generate import GenerationError, generate
@@ -35,7 +36,8 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         if on_token:
             on_token(ABSTAIN_TEXT)
         return record(services, q, found, ctx, abstention(ctx.abstain_reason), None, standalone.condense_ms, started)
-    verified = SentenceStream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted)
+    verified = SentenceStream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted,
+                              meaning=meaning.for_settings(cfg.verify))
     llm = services.model()
     try:
         generated = generate(llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, verified.feed)

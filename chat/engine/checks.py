@@ -14,7 +14,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from chat.engine import evidence
 from chat.engine.citations import MARKER, CheckedText, anchoring, ungrounded_share
@@ -69,10 +70,22 @@ class Ground:
     payloads: list[str]  # words a planted instruction asks for, unless the question asks for them too
     echoes: set[tuple[str, ...]]  # a planted instruction's word runs
     links_ok: bool  # the question asks for a link
+    numbers: list[int] = field(default_factory=list)  # the sources' numbers, in the order of ``texts``
+    meaning: Any = None  # a chat.engine.meaning.MeaningModel when the meaning checks are on
+    _stated: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def stated(self, text: str) -> dict[int, float]:
+        """Per source number, the probability that the source states ``text`` (its markers left out); worked out
+        once per sentence, since the check and the citation repair both ask."""
+        claim = " ".join(MARKER.sub(" ", text).split())
+        if claim not in self._stated:
+            probs = self.meaning.support_each(claim, self.texts) if self.meaning is not None else []
+            self._stated[claim] = dict(zip(self.numbers, probs, strict=False))
+        return self._stated[claim]
 
     @classmethod
     def of(cls, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "",
-           planted: injections.Found | None = None) -> Ground:
+           planted: injections.Found | None = None, meaning: Any = None) -> Ground:
         texts = [s.text for s in sources]
         planted = planted or injections.find("\n".join(texts))
         asked = question.lower()
@@ -81,7 +94,8 @@ class Ground:
                    set(keywords.terms(question)), ngrams(system, _LEAK_WORDS) if system else set(),
                    [p for p in planted.payloads if not re.search(rf"\b{re.escape(p)}\b", asked)],
                    set().union(*(ngrams(s, _ECHO_WORDS) for s in planted.sentences)),
-                   bool(_ASKS_FOR_LINK.search(question)))
+                   bool(_ASKS_FOR_LINK.search(question)), [s.number for s in sources],
+                   meaning if cfg.meaning else None)
 
 
 @dataclass(frozen=True)
@@ -164,10 +178,28 @@ def _ungrounded(g: Ground, p: Piece) -> Verdict:
         g.question, p.checked.text, g.texts, keywords.terms) > g.cfg.max_ungrounded)
 
 
+def _not_stated(g: Ground, p: Piece) -> Verdict:
+    """No source states it, read for meaning: words of the passage recombined into another claim (a swapped
+    name, number or subject, a lost negation) pass the overlap checks but not this one. The marker is mended to
+    the source that states it when the model cited another (``SentenceStream._accept_repaired``)."""
+    if g.meaning is None or not p.words:
+        return Verdict.PASS
+    return _verdict(max(g.stated(p.checked.text).values(), default=0.0) < g.cfg.min_stated)
+
+
 def _off_question(g: Ground, p: Piece) -> Verdict:
-    """The lead's source sentence is about something else: what a small model gives when the sources lack the
-    answer."""
-    return _verdict(p.lead and anchoring(g.question_terms, p.words, g.sentence_terms) < g.cfg.min_anchor)
+    """The lead does not answer what was asked: a true sentence about a neighbouring fact, or the question said
+    back, which is what a small model gives when the sources lack the answer. The lead's source sentence must
+    hold the question's words (``min_anchor``), and with the meaning checks on, the lead read with the question
+    must answer it (``min_answers``; 0 switches that part off)."""
+    if not p.lead:
+        return Verdict.PASS
+    if anchoring(g.question_terms, p.words, g.sentence_terms) < g.cfg.min_anchor:
+        return Verdict.DROP
+    if g.meaning is not None and g.cfg.min_answers > 0:
+        text = " ".join(MARKER.sub(" ", p.checked.text).split())
+        return _verdict(g.meaning.answers(g.question, text) < g.cfg.min_answers)
+    return Verdict.PASS
 
 
 CHECKS: tuple[Check, ...] = (
@@ -182,6 +214,10 @@ CHECKS: tuple[Check, ...] = (
     Check("short", _short),
     Check("unsupported", _unsupported),
     Check("ungrounded", _ungrounded),
+    Check("not_stated", _not_stated),
     Check("off_question", _off_question),
 )
+# with the meaning checks on, a lead (the answer's first claim) failing one of these makes the whole answer an
+# abstention: the rest of a reply whose first claim is unsupported or beside the question is not trusted either
+LEAD_FATAL = frozenset({"not_stated", "off_question"})
 NAMES = tuple(c.name for c in CHECKS)

@@ -107,6 +107,13 @@ def repair(text: str, sources: dict[int, str], terms_of, support: float = 0.5) -
     return Repaired("".join(parts), added, corrected)
 
 
+def recite(sentence: str, number: int) -> str:
+    """``sentence`` with its markers replaced by one naming source ``number``, before its closing punctuation."""
+    bare = re.sub(r"\s+([.!?])", r"\1", MARKER.sub("", sentence)).rstrip()
+    end = len(bare) - (1 if bare[-1:] in ".!?" else 0)
+    return f"{bare[:end]} [{number}]{bare[end:]}{sentence[len(sentence.rstrip()):]}"
+
+
 def ungrounded_share(question: str, answer: str, sources: list[str], terms_of) -> float:
     """Share of the question's terms that the answer repeats but no source contains.
 

@@ -10,6 +10,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
+from chat.engine import meaning
 from chat.engine.llm import Endpoint, LLMError, endpoint, live
 from core import db
 from core.replicas import ReadRouter
@@ -67,6 +68,7 @@ def open_services(settings: Settings, *, start_llm: bool = True, pool_size: int 
     except store.ModelMismatchError:
         pool.close()
         raise
+    meaning.for_settings(settings.verify)  # loaded now, so the first answer does not wait for it
     llm = endpoint(settings.llm) if start_llm else None
     reads = (ReadRouter(pool, settings.replica_urls, settings.replica_max_lag_s, pool_size)
              if settings.replica_urls else None)

@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from chat.engine.checks import ABSTAIN_PHRASE, CHECKS, NAMES, Check, Ground, Piece, Verdict, said
-from chat.engine.citations import MARKER, CheckedText, check, repair
+from chat.engine.checks import ABSTAIN_PHRASE, CHECKS, LEAD_FATAL, NAMES, Check, Ground, Piece, Verdict, said
+from chat.engine.citations import MARKER, CheckedText, check, recite, repair
 from chat.engine.context import Source
 from chat.types import ABSTAIN_TEXT
 from core.settings import VerifySettings
@@ -119,12 +119,12 @@ class SentenceStream:
 
     def __init__(self, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "",
                  on_release: Callable[[str], None] | None = None, planted: injections.Found | None = None,
-                 off: Collection[str] = frozenset()) -> None:
+                 off: Collection[str] = frozenset(), meaning: object = None) -> None:
         if unknown := set(off) - set(NAMES):
             raise ValueError(f"no such check: {', '.join(sorted(unknown))} (the checks: {', '.join(NAMES)})")
         self.sources, self.cfg = list(sources), cfg
         self.by_number = {s.number: s.text for s in self.sources}
-        self.ground = Ground.of(self.sources, question, cfg, system, planted)
+        self.ground = Ground.of(self.sources, question, cfg, system, planted, meaning)
         self.checks: tuple[Check, ...] = tuple(c for c in CHECKS if c.name not in off)
         self.on_release = on_release
         self.started = time.perf_counter()
@@ -137,6 +137,7 @@ class SentenceStream:
         self.removed = self.auto_cited = self.dropped = 0
         self.silenced: dict[str, int] = {}  # silent drops by the check's name: counted, never told
         self.last_reason: str | None = None
+        self.failed_lead: str | None = None  # the check that stopped the answer's first claim: the answer abstains
         self.first_ms: float | None = None
         self.anchored = cfg.min_anchor <= 0 or "off_question" in off  # until the lead is anchored in the question
 
@@ -161,6 +162,8 @@ class SentenceStream:
 
     def _judge(self, unit: str, after: str) -> None:
         before, self.before = self.before, after
+        if self.failed_lead:
+            return
         if self.held:  # a short piece joins the sentence after it
             unit, before = self.held + self.held_after + unit, self.held_before
             self.held = ""
@@ -183,6 +186,8 @@ class SentenceStream:
             self.removed += piece.checked.removed
         if by and verdict is Verdict.DROP:
             self._drop(by)
+            if by.name in LEAD_FATAL and piece.lead and self.ground.meaning is not None:
+                self.failed_lead = by.name
         elif verdict is Verdict.VERBATIM and self.shown:
             self._release(piece.unit.strip("\n"), before)
         elif verdict is Verdict.HOLD:
@@ -195,10 +200,23 @@ class SentenceStream:
     def _accept_repaired(self, checked: CheckedText, before: str) -> None:
         """The first sentence past every check anchors the answer; its markers are mended by overlap."""
         self.anchored = True
+        if self.ground.meaning is not None:
+            self._accept_recited(checked, before)
+            return
         mended = repair(checked.text, self.by_number, keywords.terms, self.cfg.repair_support)
         if mended.added + mended.corrected:
             self.auto_cited += mended.added + mended.corrected
             checked = check(mended.text, len(self.sources))
+        self._accept(checked.text, checked.cited, before)
+
+    def _accept_recited(self, checked: CheckedText, before: str) -> None:
+        """With the meaning checks on, a sentence cites the source that states it: the model's own marker when
+        that source does, else the source the check found most likely to."""
+        probs = self.ground.stated(checked.text)
+        if probs and max((probs.get(n, 0.0) for n in checked.cited), default=0.0) < self.cfg.min_stated:
+            best = max(probs, key=lambda n: probs[n])
+            self.auto_cited += 1
+            checked = check(recite(checked.text, best), len(self.sources))
         self._accept(checked.text, checked.cited, before)
 
     def _accept(self, text: str, cited: tuple[int, ...], before: str) -> None:
@@ -222,6 +240,11 @@ class SentenceStream:
         self.held = ""  # a short closing remark that cites nothing ("Hope this helps.") is not shown
         text = "".join(self.shown).strip()
         model_cited = check(self.raw, len(self.sources)).cited
+        if self.failed_lead and not text:
+            if self.on_release:
+                self.on_release(ABSTAIN_TEXT)
+            return Verified("", (), self.failed_lead, self.removed, first_verified_ms=self.first_ms,
+                            model_cited=model_cited)
         if not text:
             reason = self.last_reason or ("model_declined" if self.silenced.get("declined") else "too_short")
             if self.on_release:
@@ -237,8 +260,8 @@ class SentenceStream:
 
 
 def verify(raw: str, sources: Sequence[Source], question: str, cfg: VerifySettings, system: str = "",
-           off: Collection[str] = frozenset()) -> Verified:
+           off: Collection[str] = frozenset(), meaning: object = None) -> Verified:
     """The verdict on a whole answer (the same checks as streaming, fed at once)."""
-    stream = SentenceStream(sources, question, cfg, system, off=off)
+    stream = SentenceStream(sources, question, cfg, system, off=off, meaning=meaning)
     stream.feed(raw)
     return stream.close()
