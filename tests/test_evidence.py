@@ -100,8 +100,9 @@ def test_gate_curves_come_from_replies_without_asking_the_model() -> None:
     assert on.gold_contained == 1.0 and on.precision == 1.0 and on.recall == 1.0
 
 
-def test_the_guide_question_set_is_grounded_in_the_guide() -> None:
-    rows = guide.load()
+@pytest.mark.parametrize("name", ["guide_questions.jsonl", "guide_questions_2.jsonl"])
+def test_the_guide_question_sets_are_grounded_in_the_guide(name: str) -> None:
+    rows = guide.load(guide.QUESTIONS.with_name(name))
     answerable = [r for r in rows if r["kind"] == "answerable"]
     assert len(answerable) >= 30 and len(rows) - len(answerable) >= 10
     texts = {p.name: " ".join(p.read_text().split()) for p in DOCS.glob("*.md")}
@@ -149,3 +150,18 @@ def test_a_sentence_the_model_repeats_is_shown_once() -> None:
 def test_the_gate_curves_switch_the_anchor_gate_by_its_check_name() -> None:
     from chat.engine.checks import NAMES
     assert gates.ANCHOR_OFF.issubset(NAMES)
+
+
+def test_the_postgresql_question_set_is_grounded_in_its_pages() -> None:
+    from bs4 import BeautifulSoup
+
+    pages = guide.QUESTIONS.parent / "pgdocs" / "html"
+    rows = guide.load(guide.QUESTIONS.with_name("pg_questions.jsonl"))
+    answerable = [r for r in rows if r["kind"] == "answerable"]
+    assert len(answerable) >= 30 and len(rows) - len(answerable) >= 10
+    texts = {p.name: " ".join(BeautifulSoup(p.read_text(), "html.parser").get_text(" ").split())
+             for p in pages.glob("*.html")}
+    for r in answerable:
+        assert set(r["docs"]) <= texts.keys(), r
+        assert any(r["passage"] in texts[d] for d in r["docs"]), f"{r['id']}: passage not found in {r['docs']}"
+        assert guide.holds(r["passage"], r["answers"][:1]), f"{r['id']}: gold not in passage"
