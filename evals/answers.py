@@ -111,7 +111,9 @@ class _Tally:
             self.abstained[kind] += bool(answer and answer.abstained)
             return
         sc = self.scores
-        if answer is None:
+        if answer is None:  # counts against false abstention too: the user got no answer
+            self.abstained[kind] += 1
+            self.reasons["failed"] += 1
             for k in ("em", "f1", "cont", "recall", "backed", "model_recall"):
                 sc[k].append(0.0)
             return

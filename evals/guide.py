@@ -115,17 +115,21 @@ def run(services: Services, questions: list[dict[str, Any]], seed: int = 0, on_p
                                          conversation_id=f"eval:{uuid.uuid4()}", preset="precise", seed=seed,
                                          operator=True),
                               streamed.append)
-        except Exception as exc:  # a failed answer is a wrong one
-            failures += 1
-            contained.append(0.0) if kind == "answerable" else None
-            rows.append({"id": q["id"], "question": q["question"], "error": str(exc)})
+        except Exception as exc:  # a failed answer is a wrong one: a refusal of an answerable question, and no
+            failures += 1  # right abstention on an unanswerable one
+            if kind == "answerable":
+                abst[kind] += 1
+                contained.append(0.0)
+            rows.append({"id": q["id"], "kind": kind, "question": q["question"], "error": str(exc)})
             continue
         reply = "".join(streamed)
         differs += reply.strip() != answer.text.strip()
         abst[kind] += answer.abstained
         row = {"id": q["id"], "kind": kind, "question": q["question"], "streamed": reply,
                "abstained": answer.abstained, "reason": answer.abstain_reason,
-               "cited": [c.uri.rsplit("/", 1)[-1] for c in answer.citations], "model_output": answer.model_output}
+               "cited": [c.uri.rsplit("/", 1)[-1] for c in answer.citations], "model_output": answer.model_output,
+               "sources": [{"number": c.number, "uri": c.uri, "text": c.text} for c in answer.sources],
+               "first_verified_ms": answer.latency.get("first_verified_ms")}
         if kind == "answerable":
             ok = not answer.abstained and holds(reply, q["answers"])
             contained.append(float(ok))
