@@ -190,6 +190,7 @@ def test_a_failed_answer_counts_as_wrong() -> None:
 
     qas = [QA(f"q{i}", f"Question {i}?", ("yes",), f"p{i}", "A") for i in range(8)]
     result = run(Failing(), qas, 8, 0, unanswerable_share=0.25)  # type: ignore[arg-type]
-    assert result.failures == 8 and result.false_abstention == 0.0
+    # issue 25: a failed answer is a refusal the user met, so it counts against false abstention too
+    assert result.failures == 8 and result.false_abstention == 1.0
     assert result.gold_contained == 0.0 and result.citation_recall == 0.0, "failures are misses, not dropped"
     assert result.correct_abstention == 0.0, "a failure is not a correct abstention either"
