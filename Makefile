@@ -92,7 +92,7 @@ bench: install
 	$(PY) -m evals.learn_proof --dataset ../shared/data/scifact --xquad ../shared/data/xquad/xquad.en.dev.json
 
 ## The meaning checks' cross-encoder (chat/engine/meaning.npz, committed): trained from all-MiniLM-L6-v2 on the tune
-## halves of SciFact train claims and XQuAD dev (evals/meaning/); ~17 min on 2 cores. Then the candidates side by side.
+## halves of SciFact train claims and XQuAD dev (evals/meaning/); ~11 min on 2 cores. Then the candidates side by side.
 meaning-model: install
 	OMP_NUM_THREADS=2 $(PY) -m evals.meaning.train --out chat/engine/meaning
 	$(PY) -m evals.meaning.compare --llm-sample 0

@@ -72,19 +72,12 @@ def merge(raw: Path, labels: Path, out: Path = LABELS) -> int:
 
 def from_guide(replies: Path, out: Path) -> int:
     """`citewise eval guide --out` replies as a raw export (each answer's sources and the model's own sentences)."""
-    from chat.engine.citations import cited_numbers
-    from chat.engine.verify import units
+    from evals.support import model_sentences
 
-    rows = json.loads(replies.read_text())["rows"]
-    records = []
-    for row in rows:
-        if "sources" not in row:
-            continue
-        numbers = {s["number"] for s in row["sources"]}
-        records.append({"qa": row["id"], "kind": row["kind"], "question": row["question"],
-                        "gold": row.get("answers", []), "gold_paragraph": None, "sources": row["sources"],
-                        "sentences": [{"text": u, "cited": sorted(set(cited_numbers(u)) & numbers), "label": None}
-                                      for u in units(row.get("model_output") or "")]})
+    records = [{"qa": row["id"], "kind": row["kind"], "question": row["question"], "gold": row.get("answers", []),
+                "gold_paragraph": None, "sources": row["sources"],
+                "sentences": model_sentences(row.get("model_output"), {s["number"] for s in row["sources"]})}
+               for row in json.loads(replies.read_text())["rows"] if "sources" in row]
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return len(records)
 

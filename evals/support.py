@@ -34,13 +34,17 @@ THRESHOLDS = Path(__file__).with_name("thresholds.toml")  # its [support] sectio
 KINDS = ("supported", "unsupported", "not_a_claim")
 
 
+def model_sentences(raw: str | None, numbers: set[int]) -> list[dict[str, Any]]:
+    """The model's reply cut into the units the verifier judges, each with the sources its markers name and no
+    label yet: what a reader labels."""
+    return [{"text": u, "cited": sorted(set(cited_numbers(u)) & numbers), "label": None} for u in units(raw or "")]
+
+
 def export(qa: squad.QA, answer: Answer, kind: str) -> dict[str, Any]:
     """One answer as material to label and to re-verify offline (evals/gates.py): the question, every source
     shown to the model, the model's raw reply and its own sentences (before verification) with the source numbers
     their markers name; no sentences when the chain abstained before asking the model."""
-    numbers = {c.number for c in answer.sources}
-    sentences = [{"text": u, "cited": sorted(set(cited_numbers(u)) & numbers), "label": None}
-                 for u in units(answer.model_output or "")]
+    sentences = model_sentences(answer.model_output, {c.number for c in answer.sources})
     return {"qa": qa.id, "kind": kind, "question": qa.question, "gold": list(qa.answers),
             "gold_paragraph": qa.paragraph_id,
             "sources": [{"number": c.number, "uri": c.uri, "text": c.text} for c in answer.sources],

@@ -97,9 +97,7 @@ def repair(text: str, sources: dict[int, str], terms_of, support: float = 0.5) -
         cited = [n for m in MARKER.finditer(sentence) for n in numbers(m.group(1))]
         if cited and any(overlap.get(n, 0.0) >= support for n in cited):
             continue
-        bare = re.sub(r"\s+([.!?])", r"\1", MARKER.sub("", sentence)).rstrip()
-        end = len(bare) - (1 if bare[-1:] in ".!?" else 0)
-        parts[i] = f"{bare[:end]} [{best}]{bare[end:]}{sentence[len(sentence.rstrip()):]}"
+        parts[i] = recite(sentence, best)
         if cited:
             corrected += 1
         else:

@@ -77,7 +77,7 @@ def _load_delta(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 class MeaningModel:
     """Probabilities from the shipped cross-encoder; thread-safe (one forward pass at a time)."""
 
-    def __init__(self, weights: Path = WEIGHTS, threads: int | None = None) -> None:
+    def __init__(self, weights: Path = WEIGHTS) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -98,8 +98,8 @@ class MeaningModel:
         self.model.eval()
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, str], float] = {}
+        self._windows: dict[str, list[str]] = {}
         self._torch = torch
-        self.threads = threads
 
     def _probs(self, rows: Sequence[tuple[str, str, str]]) -> list[float]:
         """Probabilities for (task, first, second) rows; rows already judged are not read again (a replayed or
@@ -118,7 +118,16 @@ class MeaningModel:
             return [found[r] if r in found else self._cache[r] for r in rows]
 
     def windows(self, passage: str) -> list[str]:
-        """``passage`` in windows of whole sentences that fit the model beside a claim (overlapping by one)."""
+        """``passage`` in windows of whole sentences that fit the model beside a claim (overlapping by one); cut
+        once per passage, since every sentence of an answer is read against the same sources."""
+        if (known := self._windows.get(passage)) is not None:
+            return known
+        if len(self._windows) >= _CACHE:
+            self._windows.clear()
+        self._windows[passage] = cut = self._cut(passage)
+        return cut
+
+    def _cut(self, passage: str) -> list[str]:
         from chat.engine import evidence
 
         sents = evidence.split(passage) or [passage]
@@ -156,14 +165,6 @@ class MeaningModel:
         """The probability that ``sentence`` answers ``question`` (not a neighbouring fact, not the question
         said back)."""
         return self._probs([("answers", question, sentence)])[0]
-
-    def score(self, rows: Sequence[tuple[str, str, str]], batch: int = 32) -> list[float]:
-        """Probabilities for (task, first, second) rows, the passage side read in windows like ``support``."""
-        out: list[float] = []
-        for t, a, b in rows:
-            ws = self.windows(b) if t == "support" else [b]
-            out.append(max(self._probs([(t, a, w) for w in ws])))
-        return out
 
 
 def for_settings(cfg: Any) -> MeaningModel | None:

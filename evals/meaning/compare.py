@@ -43,13 +43,17 @@ def last_round() -> list[measure.Pair]:
     return out
 
 
-def built(source: str) -> list[measure.Pair]:
-    rows = [r for r in pairs.build() if r["task"] == "support" and r["half"] == "report" and r["source"] == source]
+def built(source: str, rows: list[dict[str, Any]] | None = None) -> list[measure.Pair]:
+    """The support pairs of the report half from one source of evals/meaning/pairs.py (``rows``: already built)."""
+    rows = [r for r in (rows if rows is not None else pairs.build())
+            if r["task"] == "support" and r["half"] == "report" and r["source"] == source]
     return [measure.Pair(r["first"], r["second"], bool(r["label"])) for r in rows]
 
 
 def sets() -> dict[str, list[measure.Pair]]:
-    out = {"scifact-report": built("scifact"), "xquad-report-perturbed": built("xquad"), "last-round": last_round()}
+    rows = pairs.build()
+    out = {"scifact-report": built("scifact", rows), "xquad-report-perturbed": built("xquad", rows),
+           "last-round": last_round()}
     for path in sorted(PAIRS_DIR.glob("*.jsonl")) if PAIRS_DIR.exists() else []:
         out[path.stem] = measure.load(path)
     return out
