@@ -350,6 +350,9 @@ class DeskSettings:
     max_concurrent_answers: int = 4
     max_queued_answers: int = 32
     queue_wait_s: float = 120.0
+    # questions one asker (a user; a door for anonymous callers) may have waiting; more are refused with 429, and
+    # askers take turns, so a script's burst waits behind everyone else's single questions
+    max_queued_per_asker: int = 10
 
     @classmethod
     def read(cls, env: Env) -> DeskSettings:
@@ -361,7 +364,9 @@ class DeskSettings:
                    history_turns=env.int("CITEWISE_HISTORY_TURNS", cls.history_turns, 0, 50),
                    max_concurrent_answers=env.int("CITEWISE_MAX_CONCURRENT_ANSWERS", concurrent, 1, 256),
                    max_queued_answers=env.int("CITEWISE_MAX_QUEUED_ANSWERS", cls.max_queued_answers, 0, 10_000),
-                   queue_wait_s=env.float("CITEWISE_QUEUE_WAIT", cls.queue_wait_s, 1.0, 3600.0))
+                   queue_wait_s=env.float("CITEWISE_QUEUE_WAIT", cls.queue_wait_s, 1.0, 3600.0),
+                   max_queued_per_asker=env.int("CITEWISE_MAX_QUEUED_PER_ASKER", cls.max_queued_per_asker, 1,
+                                                10_000))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from chat.api.routes import Caller, Desk, admit, answer_whole
 from chat.api.schema import ChatCompletionOut, ModelsOut, errors, streamed
-from chat.desk.frontdesk import AskRequest, Token
+from chat.desk.frontdesk import AskRequest, Queued, Token
 from chat.types import Answer
 
 MODEL = "citewise"
@@ -90,7 +90,7 @@ def models() -> dict[str, Any]:
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat over the corpus, citations included",
              response_model=ChatCompletionOut,
-             responses={**streamed(ChatCompletionOut, "the completion"), **errors(400, 401, 413, 422, 502, 503)})
+             responses={**streamed(ChatCompletionOut, "the completion"), **errors(400, 401, 413, 422, 429, 502, 503)})
 async def chat_completions(body: ChatIn, who: Caller, desk: Desk):
     question = await admit(desk, request_of(body, who))
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -113,7 +113,9 @@ async def chat_completions(body: ChatIn, who: Caller, desk: Desk):
         yield chunk({"role": "assistant", "content": ""})
         try:
             async for item in desk.stream(question):
-                if isinstance(item, Token):  # verified sentences: together they are the final answer's text
+                if isinstance(item, Queued):  # an SSE comment: OpenAI clients skip it, a person reading sees it
+                    yield f": queued, {item.ahead} ahead\n\n".encode()
+                elif isinstance(item, Token):  # verified sentences: together they are the final answer's text
                     yield chunk({"content": item.text})
                 else:
                     yield chunk({"content": footer(item.answer)}, **_extras(item.answer))

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chat.api.schema import AnswerOut, FeedbackOut, HealthOut, errors, streamed
-from chat.desk.frontdesk import AskRequest, FrontDesk, Rating, Rejected, Token
+from chat.desk.frontdesk import AskRequest, FrontDesk, Queued, Rating, Rejected, Token
 from chat.engine.services import Services
 from chat.types import Answer, Question
 from core.settings import SettingsError
@@ -133,11 +133,13 @@ router = APIRouter(prefix="/v1", tags=["citewise"])
 
 
 @router.post("/ask", summary="Answer a question from the documents, with citations", response_model=AnswerOut,
-             responses={**streamed(AnswerOut, "the answer", ("token", "answer", "error")),
-                        **errors(400, 401, 413, 422, 502, 503)})
+             responses={**streamed(AnswerOut, "the answer", ("queue_position", "token", "answer", "error")),
+                        **errors(400, 401, 413, 422, 429, 502, 503)})
 async def ask_route(body: AskIn, who: Caller, desk: Desk, stream: bool = False):
-    """``?stream=true`` answers with server-sent events: ``token`` events, then one ``answer`` (or ``error``).
-    When the server is at capacity: 503 with Retry-After."""
+    """``?stream=true`` answers with server-sent events: ``queue_position`` events while the question waits for a
+    slot (``{"ahead": N}``, again whenever N changes), ``token`` events, then one ``answer`` (or ``error``). When
+    the server is at capacity: 503 with Retry-After; when this caller already has as many questions waiting as one
+    caller may: 429 with Retry-After. Disconnecting leaves the queue, or stops the answer and frees its slot."""
     s = body.sampling
     # conversations are namespaced by caller, so nobody continues (or reads the history of) another's conversation
     question = await admit(desk, AskRequest(
@@ -152,7 +154,9 @@ async def ask_route(body: AskIn, who: Caller, desk: Desk, stream: bool = False):
     async def events() -> AsyncIterator[bytes]:
         try:
             async for item in desk.stream(question):
-                if isinstance(item, Token):
+                if isinstance(item, Queued):
+                    yield sse("queue_position", {"ahead": item.ahead})
+                elif isinstance(item, Token):
                     yield sse("token", {"text": item.text})
                 else:
                     yield sse("answer", public(item.answer.to_json(), question.conversation_id))

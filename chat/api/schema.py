@@ -90,6 +90,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     why = {400: "the body is not valid JSON", 401: "no or unknown bearer token", 404: "no such turn of yours",
            413: "the question is too long",
            422: "the request is malformed or a value is out of range",
+           429: "this caller already has as many questions waiting as one caller may (see Retry-After)",
            502: "the answer failed (the LLM or the database)", 503: "at capacity (see Retry-After) or unavailable"}
     return {s: {"model": ErrorOut, "description": why[s]} for s in statuses}
 

@@ -10,6 +10,7 @@ saying no. Feedback comes through here too (:meth:`FrontDesk.rate`), so who may 
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -50,10 +51,14 @@ def _database() -> Iterator[None]:
         raise unavailable(exc) from exc
 
 
-def _answer(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
+def _answer(services: Services, q: Question, on_token: Callable[[str], None] | None = None,
+            stop: Callable[[], bool] | None = None) -> Answer:
     try:
         with _database():
-            answer = engine.ask(services, q, on_token)
+            answer = engine.ask(services, q, on_token, stop)
+    except engine.Cancelled:
+        telemetry.GATE.labels("cancelled").inc()
+        raise
     except Unavailable:
         telemetry.FAILURES.labels("database").inc()
         raise
@@ -101,6 +106,25 @@ class Rating:
     conversation_id: str | None = None  # where the door knows it: the turn must belong to this conversation
     feedback_id: int | None = None  # a thumb of this user's to change instead of adding one (the web UI)
     operator: bool = False  # the CLI's operator (no CITEWISE_USER): may rate any turn
+
+
+def asker(q: Question) -> str:
+    """Whose line a question waits in: its user, or its door for anonymous callers."""
+    return f"user:{q.user_id}" if q.user_id else f"door:{q.channel}"
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The question waits for a slot; ``ahead`` questions will be answered first (sent again when it changes)."""
+
+    ahead: int
+
+    @property
+    def text(self) -> str:
+        """What a door shows while the question waits."""
+        if self.ahead == 0:
+            return "Waiting for a free answer slot: yours is next…"
+        return f"Waiting for a free answer slot: {self.ahead} question{'s' if self.ahead != 1 else ''} ahead of you…"
 
 
 @dataclass(frozen=True)
@@ -206,35 +230,41 @@ class FrontDesk:
                             channel=req.channel, user_id=req.user_id, scope=self._scope(req), filters=ok.filters,
                             sampling=ok.sampling, sources=req.sources, client_ref=req.client_ref,
                             history=self._history(req.history))
-        self.gate.refuse_if_full()
+        self.gate.refuse_if_full(asker(question))
         return question
 
-    def answer(self, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
-        """Wait for a slot on this thread, then answer (callers on threads: CLI, Slack, evals)."""
-        with self.gate.slot():
+    def answer(self, q: Question, on_token: Callable[[str], None] | None = None,
+               on_position: Callable[[int], None] | None = None) -> Answer:
+        """Wait for a slot on this thread, then answer (callers on threads: CLI, Slack, evals). ``on_position``
+        hears how many questions are ahead while it waits."""
+        with self.gate.slot(asker(q), on_position):
             return _answer(self.services, q, on_token)
 
     def ask(self, req: AskRequest, on_token: Callable[[str], None] | None = None) -> Answer:
         return self.answer(self.receive(req), on_token)
 
-    async def stream(self, q: Question) -> AsyncIterator[Token | Done]:
-        """Yield :class:`Token` items while the answer streams, then one :class:`Done`; errors are raised.
+    async def stream(self, q: Question) -> AsyncIterator[Queued | Token | Done]:
+        """Yield :class:`Queued` while the question waits for a slot (again whenever its place changes), then
+        :class:`Token` items while the answer streams, then one :class:`Done`; errors are raised.
 
         :func:`ask` blocks (database, embedder and LLM client), so it runs on a worker thread that hands its tokens
-        to the event loop; a slow model never blocks other requests.
+        to the event loop; a slow model never blocks other requests. A caller that goes away (tab closed, stream
+        disconnected) leaves the queue, or, once admitted, stops the model at its next piece and frees the slot.
         """
-        await self.gate.acquire_async()
+        async for ahead in self.gate.wait_turn(asker(q)):
+            yield Queued(ahead)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue()
+        gone = threading.Event()
 
         def on_token(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
         async def run() -> Answer:
             try:
-                return await asyncio.to_thread(_answer, self.services, q, on_token)
+                return await asyncio.to_thread(_answer, self.services, q, on_token, gone.is_set)
             finally:
-                self.gate.release()  # only when the answer is done, even if its caller went away
+                self.gate.release()  # only when the model call has ended, even if its caller went away
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         job = asyncio.ensure_future(run())
@@ -243,7 +273,8 @@ class FrontDesk:
                 yield Token(text)
             yield Done(job.result())
         finally:
-            if not job.done():  # the caller went away: the turn finishes and is recorded, unwaited for
+            if not job.done():  # the caller went away: stop the model, record the turn as cancelled
+                gone.set()
                 job.add_done_callback(lambda j: j.exception())
 
     async def answer_async(self, q: Question) -> Answer:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class Rejected(ValueError):
-    """The desk refused a request; ``status`` is its HTTP meaning (413 too long, 422 invalid, 503 busy)."""
+    """The desk refused a request; ``status`` is its HTTP meaning (413 too long, 422 invalid, 429 too many of
+    yours waiting, 503 busy)."""
 
     status = 422
 
@@ -27,6 +28,12 @@ class Busy(Rejected):
     """More answers are waiting than the desk queues; retry after ``retry_after`` seconds."""
 
     status = 503
+
+
+class TooMany(Rejected):
+    """One asker has as many questions waiting as one asker may; the others are still served."""
+
+    status = 429
 
 
 class Unavailable(Rejected):

@@ -25,8 +25,15 @@ from chat.engine.verify import SentenceStream, abstention
 from chat.types import ABSTAIN_TEXT, Answer, Question
 
 
-def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None) -> Answer:
-    """Answer ``q`` with checked citations, streaming verified sentences to ``on_token``; record the turn."""
+class Cancelled(RuntimeError):
+    """The asker went away while the answer was being written; the turn is recorded as failed, with this reason."""
+
+
+def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None,
+        stop: Callable[[], bool] | None = None) -> Answer:
+    """Answer ``q`` with checked citations, streaming verified sentences to ``on_token``; record the turn.
+    ``stop`` is asked before each piece the model writes: when it says yes, the model call ends there (its slot
+    is free at once) and :class:`Cancelled` is raised."""
     cfg, started = services.settings, time.perf_counter()
     standalone = condense(services, q)
     n_sources = q.sources or cfg.answer.sources
@@ -39,10 +46,18 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
     verified = SentenceStream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted,
                               meaning=meaning.for_settings(cfg.verify))
     llm = services.model()
+
+    def feed(piece: str) -> None:
+        if stop is not None and stop():
+            raise Cancelled("the asker went away; the answer was stopped")
+        verified.feed(piece)
+
     try:
-        generated = generate(llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, verified.feed)
+        generated = generate(llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, feed)
     except GenerationError as exc:
         record_failed(services, q, found, ctx, exc, standalone.condense_ms, started)
+        if isinstance(exc.__cause__, Cancelled):
+            raise exc.__cause__ from None
         if llm.managed:
             raise LLMError(f"the local LLM stopped while answering ({exc}); it is started again for the next "
                            "question") from exc

@@ -19,7 +19,7 @@ from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
 
-from chat.desk.frontdesk import AskRequest, FrontDesk, Rating, Rejected
+from chat.desk.frontdesk import AskRequest, FrontDesk, Queued, Rating, Rejected
 from chat.engine.services import Services
 from chat.slack.render import answer_blocks, escape, fallback_text, feedback_modal
 from chat.turns.store import cited_sources
@@ -102,7 +102,9 @@ def answer_event(desk: FrontDesk, client: WebClient, event: dict[str, Any],
     ts = placeholder["ts"]
     try:
         answer = desk.answer(replace(question, client_ref=f"{channel}:{ts}"),
-                             _Updater(client, channel, ts, cfg.update_interval_s))
+                             _Updater(client, channel, ts, cfg.update_interval_s),
+                             on_position=lambda ahead: client.chat_update(channel=channel, ts=ts,
+                                                                          text=Queued(ahead).text))
     except Rejected as exc:
         client.chat_update(channel=channel, ts=ts, text=_refusal(exc))
         return

@@ -8,7 +8,7 @@ import asyncio
 import chainlit as cl
 from chainlit.types import ThreadDict
 
-from chat.desk.frontdesk import AskRequest, Rating, Rejected, Token
+from chat.desk.frontdesk import AskRequest, Queued, Rating, Rejected, Token
 from chat.web import mount
 from chat.web.panel import Choices, PanelError, apply, defaults, widgets
 from chat.web.render import answer_markdown, chip, source_page, welcome_markdown
@@ -143,13 +143,16 @@ async def _on_message(message: cl.Message) -> None:
                          conversation_id=cl.context.session.thread_id, filters=tuple(choices.filters),
                          preset=choices.values["preset"], temperature=chosen.temperature, top_p=chosen.top_p,
                          top_k=chosen.top_k, sources=choices.sources, client_ref=reply.parent_id)
-    answer, streamed = None, False
+    answer, streamed, waited = None, False, False
     try:
         question = await asyncio.to_thread(ctx.desk.receive, request)
         async for item in ctx.desk.stream(question):
-            if isinstance(item, Token):
+            if isinstance(item, Queued):  # the wait notice, replaced by the answer's first sentence
+                waited = True
+                await reply.stream_token(item.text, is_sequence=True)
+            elif isinstance(item, Token):
+                await reply.stream_token(item.text, is_sequence=waited and not streamed)
                 streamed = True
-                await reply.stream_token(item.text)
             else:
                 answer = item.answer
     except Rejected as exc:
