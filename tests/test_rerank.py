@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.settings import RerankSettings
 from retrieval.rerank import FeatureReranker, HttpReranker, RerankError, drop_near_duplicates, load_reranker
@@ -45,6 +47,25 @@ def test_near_duplicates_are_dropped_keeping_the_better() -> None:
     text = "the same passage copied into two documents about vacation days and carry over rules"
     hits = [hit(0, 0.9, 5.0, text=text), hit(1, 0.8, 4.0, text=text + "."), hit(2, 0.1, 0.1)]
     assert [h.chunk_id for h in drop_near_duplicates(hits, 0.9)] == ["c0", "c2"]
+
+
+@given(st.lists(st.sampled_from(["vacation days carry over", "vacation days carry over rules", "travel costs paid",
+                                 "travel costs paid monthly", "badge renewal"]), min_size=0, max_size=30),
+       st.integers(1, 12), st.sampled_from([0.3, 0.6, 0.9]))
+def test_dedupe_stopping_at_top_keeps_exactly_what_deduping_everything_then_cutting_kept(
+        texts: list[str], top: int, threshold: float) -> None:
+    """The re-rank step stops comparing once ``top`` are kept (its cost was nearly all shingling); what it keeps
+    must be what the full pass kept."""
+    hits = [hit(i, 0.5, 1.0, text=t) for i, t in enumerate(texts)]
+    assert drop_near_duplicates(hits, threshold, top) == drop_near_duplicates(hits, threshold)[:top]
+
+
+def test_scored_keeps_every_candidate_and_rerank_cuts_it() -> None:
+    reranker = FeatureReranker(RerankSettings())
+    hits = [hit(i, 0.9 - i / 20, 5.0 - i / 5) for i in range(12)]
+    scored = reranker.scored("q", hits)
+    assert len(scored) == 12 and [h.score for h in scored] == sorted((h.score for h in scored), reverse=True)
+    assert reranker.rerank("q", hits, 5) == scored[:5]
 
 
 class _RerankServer:
