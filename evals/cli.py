@@ -24,6 +24,9 @@ def retrieval(
     half: str = typer.Option("all", help="Queries to score: tune, report (what the README reports) or all."),
     learned_version: str = typer.Option("none", "--learned", help="Search with a learned query adapter stored in "
                                         "the dataset's database: none, active, latest or a version number."),
+    by_rating: bool = typer.Option(False, "--by-rating", help="Score the queries about documents rated in the "
+                                   "dataset database's feedback apart from the rest (what learning should help, "
+                                   "and what it must not hurt)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 on a BEIR dataset, per search mode, in an isolated database."""
@@ -40,22 +43,36 @@ def retrieval(
         url, data = prepare(cfg, embedder, dataset, split, limit, corpus_limit, half=half)
     from retrieval.learned import LearnError
 
+    parts = {"all": data}
+    if by_rating:
+        from chat.feedback.collect import collect
+        from core import db
+        from evals.learn_split import rated_documents
+        from evals.learn_split import split as by_rated
+
+        with db.connect(url) as conn:
+            parts = {f"about {k} documents": v for k, v in
+                     by_rated(data, rated_documents(conn, list(collect(conn).pairs))).items()} | parts
     try:
-        results = evaluate(url, data, embedder, cfg, modes, exact=exact,  # type: ignore[arg-type]
-                           learned_version=learned_version)
+        scored = {name: evaluate(url, part, embedder, cfg, modes, exact=exact,  # type: ignore[arg-type]
+                                 learned_version=learned_version)
+                  for name, part in parts.items() if part.queries}
     except LearnError as exc:
         fail(str(exc))
     if as_json:
-        emit_json({"dataset": str(dataset), "split": split, "results": to_json(results)})
+        emit_json({"dataset": str(dataset), "split": split, "results": to_json(scored["all"]),
+                   **({"by_rating": {k: to_json(v) for k, v in scored.items()}} if by_rating else {})})
         return
     learned_note = "" if learned_version == "none" else f", learned {learned_version}"
-    table = Table(title=f"{dataset.name} ({split}, {results[0].queries} queries{learned_note})")
-    for col in ("mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"):
-        table.add_column(col)
-    for r in results:
-        table.add_row(r.mode, f"{r.ndcg_at_10:.3f}", f"{r.recall_at_10:.3f}", f"{r.recall_at_100:.3f}",
-                      f"{r.mrr_at_10:.3f}", f"{r.p50_ms:.1f}", f"{r.p95_ms:.1f}")
-    out.print(table)
+    for name, results in scored.items():
+        about = "" if name == "all" else f" {name}"
+        table = Table(title=f"{dataset.name} ({split}, {results[0].queries} queries{about}{learned_note})")
+        for col in ("mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(r.mode, f"{r.ndcg_at_10:.3f}", f"{r.recall_at_10:.3f}", f"{r.recall_at_100:.3f}",
+                          f"{r.mrr_at_10:.3f}", f"{r.p50_ms:.1f}", f"{r.p95_ms:.1f}")
+        out.print(table)
 
 
 @eval_app.command("calibrate")

@@ -8,16 +8,19 @@ as its cited sources; the simulated user rates the answer up when a shown source
 otherwise, and rates every shown source: relevant ones good, the others bad, through the product's own feedback
 functions (chat.turns.store). Real users rate fewer sources; the curve below shows how much feedback a team needs.
 
-The adapter's training settings are chosen on the tune half alone (:func:`choose`: the turns ``citewise learn``
-holds out serve as validation queries). Then, side by side in one run:
-- the learning curve: query adapters trained on the pairs of the first 50, 100, 200 and 400 rated turns, scored by
-  nDCG@10 (hybrid + re-rank, the product's path) on the *report* half, which no feedback came from, and on XQuAD
+The learned retriever's settings are chosen on the tune half alone (:func:`evals.learn_split.choose`: trained on
+the pairs ``citewise learn`` trains on, scored on the queries of the turns it holds out, split into those about
+rated and unrated documents, and on questions written from unrated documents; the best rated gain that keeps every
+unrated figure within 0.005 wins). Then, side by side in one run:
+- the learning curve: for 100, 200 and 400 rated turns (``--curve``), the base model, the first adapter (``W`` on
+  every query) and the chosen one, scored by nDCG@10 and recall@100 (hybrid + re-rank, the product's path) on the
+  *report* half, which no feedback came from, split into queries about rated and unrated abstracts, and on XQuAD
   dev's report-half articles (another domain: learning must not break what it was not taught);
-- the adapter against a fine-tuned MiniLM (sentence-transformers, in-batch negatives loss) on the last point's pairs:
-  dense nDCG@10 by exact cosine for base / adapter / fine-tuned, training time, and the re-index the fine-tuned
-  model needs (every chunk embedded again), measured;
-- finally ``citewise learn``'s own path (collect → train → gate → promote) on the simulated feedback, leaving a
-  version in the dataset's database that ``citewise eval retrieval --learned latest`` scores.
+- with ``--finetune``, the adapter against a fine-tuned MiniLM (sentence-transformers, in-batch negatives loss) on
+  the last point's pairs: dense nDCG@10 by exact cosine, training time, and the re-index the fine-tuned model needs;
+- finally ``citewise learn``'s own path (collect → train → gate) on the simulated feedback, for the first adapter
+  (which its gate must reject) and for the chosen settings (promoted when they pass), leaving a version in the
+  dataset's database that ``citewise eval retrieval --learned latest`` scores.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from chat.turns.store import rate_source, record_feedback
 from chat.types import RetrievedRecord
 from core import db
 from core.settings import Settings
-from evals import beir, squad
+from evals import beir, learn_split, squad
 from evals.halves import half_of
 from evals.ir_metrics import dedupe, ndcg_at
 from evals.retrieval import RERANKED, evaluate, prepare
@@ -101,36 +104,6 @@ def xquad_folder(path: Path, out: Path) -> Path:
 
 def _ndcg(url: str, data: beir.Dataset, embedder, settings: Settings, adapter: Adapter | None) -> float:
     return round(evaluate(url, data, embedder, settings, [RERANKED], adapter=adapter)[0].ndcg_at_10, 4)
-
-
-GRID = [*(TrainSettings(identity_weight=w, epochs=e) for w in (1.0, 0.1, 0.01, 0.001) for e in (60, 200)),
-        *(TrainSettings(identity_weight=w, temperature=t) for w in (0.0001, 0.0) for t in (0.05, 0.02)),
-        TrainSettings(identity_weight=0.001, temperature=0.02)]
-
-
-def choose(url: str, tune: beir.Dataset, found, embedder, settings: Settings) -> tuple[TrainSettings, list[dict]]:
-    """The adapter's training settings, chosen on the tune half alone: trained on the pairs ``citewise learn`` would
-    train on, scored (nDCG@10, hybrid + re-rank) on the queries of the turns it holds out. The report half is never
-    looked at here."""
-    train, held = found.split()
-    with db.connect(url) as conn:
-        qid_of = dict(conn.execute("SELECT id::text, substr(conversation_id, 11) FROM turns "
-                                   "WHERE conversation_id LIKE 'simulated-%'").fetchall())
-        held_qids = {qid_of[p.turn_id] for p in held}
-        val = dataclasses.replace(tune, queries={q: t for q, t in tune.queries.items() if q in held_qids},
-                                  qrels={q: r for q, r in tune.qrels.items() if q in held_qids})
-        tried = [{"settings": "base model", "tune_held_out_ndcg": _ndcg(url, val, embedder, settings, None)}]
-        best, best_score = GRID[0], -1.0
-        for cfg in GRID:
-            weights, _ = fit(conn, embedder, train, cfg)
-            score = _ndcg(url, val, embedder, settings, Adapter(0, embedder.name, weights))
-            tried.append({"settings": {"identity_weight": cfg.identity_weight, "epochs": cfg.epochs,
-                                       "temperature": cfg.temperature},
-                          "tune_held_out_ndcg": score})
-            print(json.dumps(tried[-1]), flush=True)
-            if score > best_score:
-                best, best_score = cfg, score
-    return best, tried
 
 
 def dense_ndcg(data: beir.Dataset, qvecs: np.ndarray, chunk_vecs: np.ndarray, chunk_docs: list[str]) -> float:
@@ -215,45 +188,44 @@ def main() -> None:
         order = [r[0] for r in conn.execute("SELECT id::text FROM turns WHERE channel = 'eval' "
                                             "AND conversation_id LIKE 'simulated-%' ORDER BY created_at, id")]
     result: dict = {"simulated_turns_new": made, "rated_turns": len(order), "counts": found.counts}
+    train_pairs, held = found.split(0.4)  # for choosing only: two fifths held out, ~50 rated and ~120 unrated
     with tempfile.TemporaryDirectory() as tmp:
         xfolder = xquad_folder(args.xquad, Path(tmp) / "xquad")
         xurl, xdata = prepare(settings, embedder, xfolder, "test")
-        result["base"] = {"scifact_report": _ndcg(url, report, embedder, settings, None),
-                          "xquad_report": _ndcg(xurl, xdata, embedder, settings, None)}
-        print(json.dumps(result), flush=True)
-        chosen, tried = choose(url, tune, found, embedder, settings)
-        result["chosen_on_tune_half"] = {"identity_weight": chosen.identity_weight, "epochs": chosen.epochs,
-                                         "temperature": chosen.temperature, "tried": tried}
+        chosen, tried = learn_split.choose(url, tune, train_pairs, held, embedder, settings)
+        result["chosen_on_tune_half"] = {**chosen.describe(), "tried": tried}
         curve = []
         for n in [int(x) for x in args.curve.split(",")]:
             keep = set(order[:n] if n else order)
             pairs = [p for p in found.pairs if p.turn_id in keep]
             with db.connect(url) as conn:
-                weights, training = fit(conn, embedder, pairs, chosen)
-            adapter = Adapter(0, embedder.name, weights)
+                today, _ = fit(conn, embedder, pairs, learn_split.TODAY)
+                new, training = fit(conn, embedder, pairs, chosen)
+            models = {"base": None, "today": today, "new": new}
             point = {"rated_turns": len(keep), "pairs": len(pairs), "train_s": training["seconds"],
-                     "scifact_report": _ndcg(url, report, embedder, settings, adapter),
-                     "xquad_report": _ndcg(xurl, xdata, embedder, settings, adapter)}
+                     "scifact_report": learn_split.side_by_side(url, report, embedder, settings, pairs, models),
+                     "xquad_report": {k: _ndcg(xurl, xdata, embedder, settings, m) for k, m in models.items()}}
             curve.append(point)
             print(json.dumps(point), flush=True)
         result["curve"] = curve
     if args.finetune:  # the last point's pairs, both ways
-        result["adapter_vs_finetune"] = finetune_compare(url, report, pairs, embedder, adapter)
+        result["adapter_vs_finetune"] = finetune_compare(url, report, pairs, embedder, new)
         print(json.dumps(result["adapter_vs_finetune"]), flush=True)
+    result["learn_today"] = run_learn(settings, url, learn_split.TODAY, promote=False)
     result["learn"] = run_learn(settings, url, chosen)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "learn.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
-def run_learn(settings: Settings, url: str, cfg: TrainSettings) -> dict:
+def run_learn(settings: Settings, url: str, cfg: TrainSettings, promote: bool = True) -> dict:
     """``citewise learn``'s own path on the simulated feedback, in the dataset's database."""
     from chat.engine.services import open_services
     from chat.feedback.learning import learn
 
     services = open_services(dataclasses.replace(settings, database_url=url), start_llm=False)
     try:
-        outcome = learn(services, cfg=cfg)
+        outcome = learn(services, cfg=cfg, promote=promote)
     finally:
         services.close()
     return {"version": outcome.version, "promoted": outcome.promoted, "reason": outcome.reason,

@@ -81,11 +81,11 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
     ``hybrid+rerank`` re-ranks the first ``settings.rerank.fetch`` hybrid hits with the configured re-ranker and
     keeps the rest in fused order, so Recall@100 stays comparable.
     """
-    from retrieval.rerank import load_reranker
+    from retrieval.rerank import drop_near_duplicates, load_reranker
 
     reranker = load_reranker(settings.rerank)
     ids = list(data.queries)
-    vectors = embedder.embed_batch([data.queries[q] for q in ids])
+    vectors = base_vectors = embedder.embed_batch([data.queries[q] for q in ids])
     results = []
     with db.connect(url) as conn:
         # a learned query adapter (given, or stored in the dataset's database): queries pass through it
@@ -95,14 +95,18 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
         for mode in modes:
             scores: dict[str, list[float]] = {"ndcg": [], "r10": [], "r100": [], "mrr": []}
             latencies = []
-            for qid, vec in zip(ids, vectors, strict=True):
+            for qid, vec, base_vec in zip(ids, vectors, base_vectors, strict=True):
                 t = time.perf_counter()
                 base: Mode = "hybrid" if mode == RERANKED else mode  # type: ignore[assignment]
                 hits = search_vector(conn, data.queries[qid], vec, scope=EVERYTHING, k=300, mode=base,
                                      cfg=settings.search, candidates=300, exact=exact)
                 if mode == RERANKED:
                     fetch = settings.rerank.fetch
-                    top = reranker.rerank(data.queries[qid], hits[:fetch], fetch)
+                    if adapter is not None and adapter.memory is not None:  # as chat.engine.retrieve does
+                        scored = adapter.rescore(base_vec, reranker.scored(data.queries[qid], hits[:fetch]))
+                        top = drop_near_duplicates(scored, settings.rerank.duplicate_jaccard, fetch)
+                    else:
+                        top = reranker.rerank(data.queries[qid], hits[:fetch], fetch)
                     kept = {h.chunk_id for h in top}
                     hits = top + [h for h in hits if h.chunk_id not in kept]
                 latencies.append((time.perf_counter() - t) * 1000)

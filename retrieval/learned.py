@@ -1,18 +1,17 @@
-"""Retrievers learned from feedback: a query-side linear adapter over the embedding, versioned in the database.
+"""Retrievers learned from feedback, versioned in the database: store, load, activate, roll back.
 
-The adapter maps a query's embedding ``q`` to ``normalise(W q)``; passages keep their stored vectors, so a new
-version needs no re-index and takes effect on the next search. ``W`` starts at the identity and is trained with a
-contrastive loss (the positive passage against the query's negatives and the batch's other passages) plus a
-penalty on ``||W - I||²``, which keeps it close to the base model: it can only re-weight directions the base model
-already has, so it cannot forget what it was not taught (checked on XQuAD by the proof in ``evals/learn_proof``).
+What a version is lives in :mod:`retrieval.adapter`: a query adapter ``W`` (passages keep their stored vectors, so
+a new version needs no re-index and takes effect on the next search), applied only near the questions it was
+trained on, with a memory of the ratings themselves. The first kind applied ``W`` to every query; on SciFact that
+pulled questions about unrated documents toward the rated ones (nDCG@10 0.736 → 0.696), so the gate now checks
+questions no rating touched before a version is used, and old rows of that kind still load and serve.
 
-Versions live in ``retrievers`` (migration 0012). At most one is active; :func:`rollback` re-activates the one
-before it at once, and every turn records the version its search used.
+Versions live in ``retrievers`` (migrations 0012, 0013). At most one is active; :func:`rollback` re-activates the
+one before it at once, and every turn records the version its search used.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,12 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-KIND = "query-adapter"
+from retrieval.adapter import Adapter, TrainSettings, train
+
+__all__ = ["Adapter", "LearnError", "Pair", "TrainSettings", "train"]
+
+KIND = "query-adapter"  # the first kind: W applied to every query
+LOCAL_KIND = "local-adapter"  # W near rated questions only, with the memory of ratings (retrieval/adapter.py)
 
 
 class LearnError(ValueError):
@@ -37,79 +41,17 @@ class Pair:
     turn_id: str
 
 
-@dataclass(frozen=True)
-class Adapter:
-    version: int
-    base_model: str
-    weights: np.ndarray  # dim x dim, float32
-
-    def apply(self, vectors: np.ndarray) -> np.ndarray:
-        """Adapted, re-normalised query vectors (one or a batch)."""
-        out = np.asarray(vectors, dtype=np.float32) @ self.weights.T
-        norms = np.linalg.norm(out, axis=-1, keepdims=True)
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 60
-    learning_rate: float = 0.01
-    temperature: float = 0.05  # the contrastive softmax's temperature (cosine similarities / t)
-    # strength of the pull back to the identity map; chosen on SciFact's tune half (evals/learn_proof.choose: 1.0,
-    # 0.1, 0.01, 0.001 tried; held-out nDCG@10 0.880, 0.898, 0.909, 0.923)
-    identity_weight: float = 0.001
-    seed: int = 0
-
-
-def train(queries: np.ndarray, positives: np.ndarray, negatives: list[np.ndarray],
-          cfg: TrainSettings = TrainSettings()) -> tuple[np.ndarray, dict[str, Any]]:
-    """Fit ``W`` (dim x dim) on query vectors, their positive passage vectors and each query's negative passage
-    vectors (any number, possibly none). Full-batch Adam on two cores: seconds for a few thousand pairs."""
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    dim = queries.shape[1]
-    q = torch.tensor(queries, dtype=torch.float32)
-    p = torch.tensor(positives, dtype=torch.float32)
-    width = max((len(n) for n in negatives), default=0)
-    neg = torch.zeros((len(negatives), max(width, 1), dim))
-    mask = torch.zeros((len(negatives), max(width, 1)), dtype=torch.bool)
-    for i, n in enumerate(negatives):
-        if len(n):
-            neg[i, :len(n)] = torch.tensor(n, dtype=torch.float32)
-            mask[i, :len(n)] = True
-    eye = torch.eye(dim)
-    w = torch.nn.Parameter(eye.clone())
-    opt = torch.optim.Adam([w], lr=cfg.learning_rate)
-    started = time.perf_counter()
-    losses = []
-    for _ in range(cfg.epochs):
-        opt.zero_grad()
-        a = torch.nn.functional.normalize(q @ w.T, dim=-1)
-        in_batch = a @ p.T / cfg.temperature  # every other query's positive is a negative too
-        hard = torch.einsum("bd,bnd->bn", a, neg) / cfg.temperature
-        hard = hard.masked_fill(~mask, float("-inf"))
-        logits = torch.cat([in_batch, hard], dim=1)
-        loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(q)))
-        loss = loss + cfg.identity_weight * ((w - eye) ** 2).sum()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    weights = w.detach().numpy().astype(np.float32)
-    return weights, {"pairs": len(q), "epochs": cfg.epochs, "learning_rate": cfg.learning_rate,
-                     "temperature": cfg.temperature, "identity_weight": cfg.identity_weight,
-                     "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
-                     "distance_from_identity": round(float(np.linalg.norm(weights - np.eye(dim))), 4),
-                     "seconds": round(time.perf_counter() - started, 2)}
-
-
-def save(conn: psycopg.Connection, base_model: str, weights: np.ndarray, training: dict, metrics: dict,
+def save(conn: psycopg.Connection, base_model: str, weights: np.ndarray | Adapter, training: dict, metrics: dict,
          status: str = "candidate") -> int:
+    """Store a version: a bare ``W`` (the first kind) or a whole :class:`Adapter` (anchors and memory too)."""
+    model = weights if isinstance(weights, Adapter) else None
+    w = model.weights if model else weights
+    local = model is not None and model.anchors is not None
     row = conn.execute(
-        "INSERT INTO retrievers (kind, base_model, dim, weights, training, metrics, status) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (KIND, base_model, weights.shape[0], weights.astype(np.float32).tobytes(), Jsonb(training),
-         Jsonb(metrics), status)).fetchone()
+        "INSERT INTO retrievers (kind, base_model, dim, weights, extra, training, metrics, status) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (LOCAL_KIND if local else KIND, base_model, w.shape[0], w.astype(np.float32).tobytes(),
+         model.to_bytes() if local else None, Jsonb(training), Jsonb(metrics), status)).fetchone()
     return int(row[0])
 
 
@@ -119,11 +61,13 @@ _CACHE: dict[int, Adapter] = {}
 def load(conn: psycopg.Connection, version: int) -> Adapter:
     """A stored version (cached by id: a version's weights never change)."""
     if version not in _CACHE:
-        row = conn.execute("SELECT base_model, dim, weights FROM retrievers WHERE id = %s", (version,)).fetchone()
+        row = conn.execute("SELECT base_model, dim, weights, extra FROM retrievers WHERE id = %s",
+                           (version,)).fetchone()
         if row is None:
             raise LearnError(f"no learned retriever version {version}; `citewise learn --status` lists them")
-        base, dim, blob = row
-        _CACHE[version] = Adapter(version, base, np.frombuffer(blob, dtype=np.float32).reshape(dim, dim).copy())
+        base, dim, blob, extra = row
+        weights = np.frombuffer(blob, dtype=np.float32).reshape(dim, dim).copy()
+        _CACHE[version] = Adapter.from_bytes(version, base, weights, bytes(extra) if extra else None)
     return _CACHE[version]
 
 
@@ -195,6 +139,7 @@ class AdaptedQueries:
         self.adapter = adapter
         self.name = inner.name
         self.dim = inner.dim
+        self.base: np.ndarray | None = None
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self.inner.embed_batch(texts)
@@ -202,7 +147,9 @@ class AdaptedQueries:
     def embed_query(self, text: str) -> np.ndarray:
         from retrieval.embed import embed_query
 
-        return self.adapter.apply(embed_query(self.inner, text))
+        # the base vector is kept for the memory of ratings, which compares questions in the base model's space
+        self.base = embed_query(self.inner, text)
+        return self.adapter.apply(self.base)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -186,6 +186,8 @@ def test_learn_end_to_end_on_simulated_feedback(scifact_slice, settings, embedde
     assert outcome.training["train_pairs"] + outcome.training["held_out_pairs"] == counts["pairs"]
     m = outcome.metrics
     gate = (m["held_out_mrr_at_10"]["candidate"] > m["held_out_mrr_at_10"]["in_use"]
+            and m["unrated_mrr_at_10"]["candidate"] >= m["unrated_mrr_at_10"]["in_use"] - 0.005
+            and m["unrated_rated_share"]["candidate"] <= m["unrated_rated_share"]["in_use"] + 0.005
             and m["golden_failed"]["candidate"] <= m["golden_failed"]["in_use"]
             and m["replay_regressions"]["candidate"] <= m["replay_regressions"]["in_use"]
             + max(1, int(0.02 * m["replay_regressions"]["up_voted"])))

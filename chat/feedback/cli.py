@@ -141,6 +141,15 @@ def feedback_report(
 
 
 
+def _before_after(metrics: dict, key: str) -> str:
+    """``in use → candidate`` for one gate figure; "not measured" for versions stored before the figure existed."""
+    m = metrics.get(key)
+    if not m:
+        return "not measured"
+    extra = f" ({m['questions']} questions)" if "questions" in m else ""
+    return f"{m.get('in_use')} → {m.get('candidate')}{extra}"
+
+
 def learn(
     status: bool = typer.Option(False, "--status", help="List the learned versions and the one in use."),
     rollback: bool = typer.Option(False, "--rollback", help="Return to the version in use before this one, now."),
@@ -149,8 +158,9 @@ def learn(
     min_pairs: int = typer.Option(50, min=10, help="Refuse to train on fewer training pairs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Learn a better retriever from feedback: collect training pairs, train a query adapter, gate it against the
-    version in use on feedback it never saw, the golden set and the replay, and promote it only if it wins."""
+    """Learn a better retriever from feedback: collect training pairs, train a query adapter that acts near rated
+    questions and a memory of the ratings, gate it against the version in use on feedback it never saw, questions
+    about documents nobody rated, the golden set and the replay, and promote it only if it wins and loses nothing."""
     from chat.feedback.learning import learn as run
     from core import db
     from retrieval import learned
@@ -166,13 +176,14 @@ def learn(
                     emit_json(found)
                     return
                 table = Table(title="Learned retrievers")
-                for col in ("version", "status", "created", "pairs", "held-out MRR@10 (in use → candidate)"):
+                for col in ("version", "kind", "status", "created", "pairs",
+                            "rated: held-out MRR@10 (in use → this)", "unrated: MRR@10 (in use → this)"):
                     table.add_column(col)
                 for v in found:
-                    mrr = v["metrics"].get("held_out_mrr_at_10", {})
-                    table.add_row(str(v["version"]), v["status"], v["created_at"][:19],
+                    table.add_row(str(v["version"]), v["kind"], v["status"], v["created_at"][:19],
                                   str(v["training"].get("train_pairs", "")),
-                                  f"{mrr.get('in_use', '')} → {mrr.get('candidate', '')}")
+                                  _before_after(v["metrics"], "held_out_mrr_at_10"),
+                                  _before_after(v["metrics"], "unrated_mrr_at_10"))
                 out.print(table if found else "No learned retriever yet: searches use the base model.")
                 return
             if rollback:
