@@ -79,7 +79,8 @@ eval: install
 
 ## Benchmarks that print figures (ingest throughput in fp32 and bf16, search latency and recall from SciFact's size to
 ## a million chunks with the old revision's search side by side, the request path's own overhead, answers, one
-## ingest worker against two, search on a read replica against the primary, the learning-from-feedback proof).
+## ingest worker against two, search on a read replica against the primary, fair waiting with the real LLM, the
+## learning-from-feedback proof).
 ## OLD=path/to/another/checkout adds that tree's request-path figures side by side in the same run.
 bench: install
 	OPENBLAS_NUM_THREADS=1 $(PY) evals/bench/paths.py --scifact ../shared/data/scifact $(if $(OLD),--old $(OLD))
@@ -89,6 +90,7 @@ bench: install
 	$(PY) -m evals.bench.workers --dataset ../shared/data/scifact
 	OPENBLAS_NUM_THREADS=1 $(PY) -m evals.bench.replica --dataset ../shared/data/scifact
 	$(PY) -m evals.bench.query_cache --dataset ../shared/data/scifact
+	$(PY) -m evals.bench.fairness
 	$(PY) -m evals.learn_proof --dataset ../shared/data/scifact --xquad ../shared/data/xquad/xquad.en.dev.json
 
 ## The meaning checks' cross-encoder (chat/engine/meaning.npz, committed): trained from all-MiniLM-L6-v2 on the tune

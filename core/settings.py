@@ -350,8 +350,8 @@ class DeskSettings:
     max_concurrent_answers: int = 4
     max_queued_answers: int = 32
     queue_wait_s: float = 120.0
-    # questions one asker (a user; a door for anonymous callers) may have waiting; more are refused with 429, and
-    # askers take turns, so a script's burst waits behind everyone else's single questions
+    # questions one asker (a user; a door for anonymous callers) may have waiting; more are refused with 429. A free
+    # slot goes to the asker served least, so a script's burst waits behind everyone else's single questions
     max_queued_per_asker: int = 10
 
     @classmethod

@@ -35,20 +35,20 @@ def _waiter(gate: Gate, asker: str, name: str, order: list[str], heard: dict[str
 
 def test_a_burst_from_one_asker_waits_behind_everyone_elses_single_question() -> None:
     gate, order, heard = Gate(concurrent=1, queued=50, wait_s=20), [], {}
-    gate.acquire("someone")  # an answer is running
-    threads = [_waiter(gate, "user:script", f"script{i}", order, heard) for i in range(10)]
+    gate.acquire("user:script")  # the script's first question went straight in: its answer is running
+    threads = [_waiter(gate, "user:script", f"script{i}", order, heard) for i in range(1, 10)]
     threads += [_waiter(gate, "user:ada", "ada", order, heard), _waiter(gate, "door:api", "api", order, heard)]
-    assert gate._waiting == 12
-    # each waiter was told its place in the round robin: the script's first, then ada's and the api's, then the rest
-    assert heard["ada"][0] == 1 and heard["api"][0] == 2 and heard["script0"][0] == 0
-    assert heard["script9"][-1] == 11
+    assert gate._waiting == 11
+    # each waiter was told its place: ada and the api caller (served nothing yet) before the script's second
+    assert heard["script1"][0] == 0 and heard["ada"][0] == 0 and heard["api"][0] == 1
+    assert heard["script1"][-1] == 2 and heard["script9"][-1] == 10
     gate.release()
     for t in threads:
         t.join(20)
-    # ada and the anonymous API caller each waited for at most one of the script's answers, not for all ten
-    assert order[:3] == ["script0", "ada", "api"], order
-    assert order[3:] == [f"script{i}" for i in range(1, 10)], "within one asker's line, arrival order holds"
-    assert gate._waiting == 0 and gate._running == 0 and not gate._lines and not gate._turns
+    # ada and the anonymous API caller each waited for the answer already running, not for the script's ten
+    assert order[:2] == ["ada", "api"], order
+    assert order[2:] == [f"script{i}" for i in range(1, 10)], "within one asker's line, arrival order holds"
+    assert gate._waiting == 0 and gate._running == 0 and not gate._lines
 
 
 def test_one_asker_over_their_limit_gets_a_429_naming_it_and_others_still_queue() -> None:

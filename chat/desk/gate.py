@@ -23,11 +23,14 @@ class Gate:
     the LLM.
 
     Waiting is fair between askers: each asker (a user, or a door for anonymous callers) has a line of their own,
-    served in arrival order, and the lines take turns (round robin). A script that queues ten questions delays
-    someone else's one question by at most the answer already running, where one line in arrival order made them
-    wait for all ten. Within a line no question is overtaken, which polling for a free slot allowed (a p95 fourteen
-    times the p50 under 20 users). Thread-safe, since Slack's listeners and the CLI wait on threads while the web
-    doors wait on the event loop (polling, so a waiting request holds no thread).
+    served in arrival order, and a free slot goes to the waiting asker who has been served least since the gate
+    was last idle (ties: the earlier question). A script that queues ten questions delays someone else's one
+    question by at most the answer already running, where one line in arrival order made them wait for all ten;
+    counting what each asker was served, not only taking turns, keeps a script whose line emptied for a moment
+    (its first question went straight in) from going first again (measured: round robin alone left a person
+    waiting for two of the script's answers). Within a line no question is overtaken, which polling for a free
+    slot allowed (a p95 fourteen times the p50 under 20 users). Thread-safe, since Slack's listeners and the CLI
+    wait on threads while the web doors wait on the event loop (polling, so a waiting request holds no thread).
     """
 
     def __init__(self, concurrent: int, queued: int, wait_s: float = 120.0, per_asker: int = 10) -> None:
@@ -35,7 +38,7 @@ class Gate:
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
         self._lines: dict[str, collections.deque[int]] = {}  # each asker's waiting tickets, in arrival order
-        self._turns: collections.deque[str] = collections.deque()  # askers with someone waiting: whose turn next
+        self._served: collections.Counter[str] = collections.Counter()  # admitted since the gate was last idle
         self._owner: dict[int, str] = {}
         self._tickets = itertools.count()
         self._running = 0
@@ -64,18 +67,27 @@ class Gate:
         with self._lock:
             self.refuse_if_full(asker)
             ticket = next(self._tickets)
-            if asker not in self._lines:
-                self._lines[asker] = collections.deque()
-                self._turns.append(asker)
-            self._lines[asker].append(ticket)
+            if self._running == 0 and not self._lines:
+                self._served.clear()  # the gate was idle: a new busy period, in which nobody has been served yet
+            self._lines.setdefault(asker, collections.deque()).append(ticket)
             self._owner[ticket] = asker
             self._freed.notify_all()  # a newcomer's line may go ahead of waiters' later questions: they re-count
             return ticket
 
+    def _next(self, served: collections.Counter[str], heads: dict[str, int]) -> str:
+        return min(heads, key=lambda a: (served[a], self._lines[a][heads[a]]))
+
     def _order(self) -> list[int]:
-        """Every waiting ticket in the order the round robin will admit it (with the lock held)."""
-        lines = [self._lines[a] for a in self._turns]
-        return [line[i] for i in range(max((len(x) for x in lines), default=0)) for line in lines if i < len(line)]
+        """Every waiting ticket in the order the gate will admit it, if nobody else arrives (with the lock held)."""
+        served, heads, order = collections.Counter(self._served), dict.fromkeys(self._lines, 0), []
+        while heads:
+            asker = self._next(served, heads)
+            order.append(self._lines[asker][heads[asker]])
+            served[asker] += 1
+            heads[asker] += 1
+            if heads[asker] == len(self._lines[asker]):
+                del heads[asker]
+        return order
 
     def position(self, ticket: int) -> int:
         """How many questions will be admitted before ``ticket`` (0: it is next)."""
@@ -84,18 +96,16 @@ class Gate:
             return order.index(ticket) if ticket in order else 0
 
     def _take(self, ticket: int) -> bool:
-        """With the lock held: start ``ticket`` if the round robin has reached it and a slot is free."""
-        if self._running >= self.concurrent or not self._turns:
+        """With the lock held: start ``ticket`` if it is the one to go next and a slot is free."""
+        if self._running >= self.concurrent or not self._lines:
             return False
-        asker = self._turns[0]
+        asker = self._next(self._served, dict.fromkeys(self._lines, 0))
         if self._lines[asker][0] != ticket:
             return False
-        self._turns.popleft()
         self._lines[asker].popleft()
-        if self._lines[asker]:
-            self._turns.append(asker)  # their next question waits for everyone else's turn
-        else:
+        if not self._lines[asker]:
             del self._lines[asker]
+        self._served[asker] += 1
         del self._owner[ticket]
         self._running += 1
         self._freed.notify_all()  # the next in line may find a slot too
@@ -108,7 +118,6 @@ class Gate:
                 self._lines[asker].remove(ticket)
                 if not self._lines[asker]:
                     del self._lines[asker]
-                    self._turns.remove(asker)
             self._freed.notify_all()
         if rejected:
             telemetry.GATE.labels("waited too long").inc()
