@@ -101,7 +101,9 @@ class Adapter:
         if not bonus.any():
             return hits
         scores = np.array([h.score for h in hits], dtype=np.float64)
-        spread = float(scores.std()) or 1.0
+        finite = scores[np.isfinite(scores)]  # an HTTP re-ranker may leave a passage unscored (-inf)
+        spread = float(finite.std()) if len(finite) > 1 else 1.0
+        spread = spread or 1.0
         moved = [replace(h, score=float(s / spread + b)) for h, s, b in zip(hits, scores, bonus, strict=True)]
         return sorted(moved, key=lambda h: -h.score)
 

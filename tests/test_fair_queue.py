@@ -167,3 +167,38 @@ def test_the_desk_tells_a_streamed_question_its_place_before_its_tokens(desk_wit
     assert items[0] == Queued(0) and items[0].text.startswith("Waiting for a free answer slot: yours is next")
     assert isinstance(items[-1], Token)
     assert Queued(3).text.endswith("3 questions ahead of you…")
+
+
+def test_a_failed_place_notice_costs_no_place_and_leaks_no_ticket() -> None:
+    """Slack's chat_update can fail (rate limits): the waiter keeps waiting, and nothing is left at a line's head."""
+    gate = Gate(concurrent=1, queued=10, wait_s=10)
+    gate.acquire("x")
+    got: list[str] = []
+
+    def shaky(_ahead: int) -> None:
+        raise RuntimeError("ratelimited")
+
+    t = threading.Thread(target=lambda: (gate.acquire("user:slack-person", on_position=shaky), got.append("in"),
+                                         gate.release()))
+    t.start()
+    time.sleep(0.2)
+    gate.release()
+    t.join(5)
+    assert got == ["in"] and gate._waiting == 0 and not gate._lines and gate._running == 0
+
+
+def test_a_door_of_anonymous_callers_is_not_capped_like_one_person() -> None:
+    """Without API tokens every API caller has one name; the per-asker cap must not turn the door away."""
+    from chat.desk.frontdesk import SHARED_API_CALLER, asker
+    from chat.types import Question
+    from retrieval.filters import EVERYTHING
+
+    shared = Question(text="q", conversation_id="c", channel="api", user_id=SHARED_API_CALLER, scope=EVERYTHING)
+    assert asker(shared) == "door:api"
+    gate = Gate(concurrent=1, queued=50, wait_s=5, per_asker=2)
+    for _ in range(5):
+        gate._enter(asker(shared))  # five anonymous callers queue; a person would be refused at the third
+    assert gate._waiting == 5
+    with pytest.raises(TooMany):
+        for _ in range(3):
+            gate._enter("user:ada")

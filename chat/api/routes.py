@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chat.api.schema import AnswerOut, FeedbackOut, HealthOut, errors, streamed
-from chat.desk.frontdesk import AskRequest, FrontDesk, Queued, Rating, Rejected, Token
+from chat.desk.frontdesk import SHARED_API_CALLER, AskRequest, FrontDesk, Queued, Rating, Rejected, Token
 from chat.engine.services import Services
 from chat.types import Answer, Question
 from core.settings import SettingsError
@@ -89,7 +89,7 @@ def caller(request: Request) -> str:
     """The caller's name: from its bearer token when tokens are configured, else ``api``."""
     tokens = request.app.state.api_tokens
     if not tokens:
-        return "api"
+        return SHARED_API_CALLER
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     name = tokens.get(token_digest(token.strip())) if scheme.lower() == "bearer" else None
     if name is None:
@@ -139,7 +139,8 @@ async def ask_route(body: AskIn, who: Caller, desk: Desk, stream: bool = False):
     """``?stream=true`` answers with server-sent events: ``queue_position`` events while the question waits for a
     slot (``{"ahead": N}``, again whenever N changes), ``token`` events, then one ``answer`` (or ``error``). When
     the server is at capacity: 503 with Retry-After; when this caller already has as many questions waiting as one
-    caller may: 429 with Retry-After. Disconnecting leaves the queue, or stops the answer and frees its slot."""
+    caller may: 429 with Retry-After. A streamed request that disconnects leaves the queue, or stops its answer at
+    the model's next piece and frees the slot."""
     s = body.sampling
     # conversations are namespaced by caller, so nobody continues (or reads the history of) another's conversation
     question = await admit(desk, AskRequest(

@@ -10,6 +10,7 @@ saying no. Feedback comes through here too (:meth:`FrontDesk.rate`), so who may 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -108,9 +109,17 @@ class Rating:
     operator: bool = False  # the CLI's operator (no CITEWISE_USER): may rate any turn
 
 
+# The name the JSON API and the OpenAI endpoint give every caller when no API tokens are configured: one name for
+# everyone, so it is a door, not a person, to the gate.
+SHARED_API_CALLER = "api"
+
+
 def asker(q: Question) -> str:
-    """Whose line a question waits in: its user, or its door for anonymous callers."""
-    return f"user:{q.user_id}" if q.user_id else f"door:{q.channel}"
+    """Whose line a question waits in: its user, or its door for anonymous callers (the per-asker cap applies to
+    users only: a door is many people)."""
+    if not q.user_id or (q.channel in ("api", "openai") and q.user_id == SHARED_API_CALLER):
+        return f"door:{q.channel}"
+    return f"user:{q.user_id}"
 
 
 @dataclass(frozen=True)
@@ -251,8 +260,9 @@ class FrontDesk:
         to the event loop; a slow model never blocks other requests. A caller that goes away (tab closed, stream
         disconnected) leaves the queue, or, once admitted, stops the model at its next piece and frees the slot.
         """
-        async for ahead in self.gate.wait_turn(asker(q)):
-            yield Queued(ahead)
+        async with contextlib.aclosing(self.gate.wait_turn(asker(q))) as waiting:  # closed with us: leaves the line
+            async for ahead in waiting:
+                yield Queued(ahead)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         gone = threading.Event()

@@ -33,7 +33,8 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         stop: Callable[[], bool] | None = None) -> Answer:
     """Answer ``q`` with checked citations, streaming verified sentences to ``on_token``; record the turn.
     ``stop`` is asked before each piece the model writes: when it says yes, the model call ends there (its slot
-    is free at once) and :class:`Cancelled` is raised."""
+    is free as soon as the model's next piece arrives, not before: retrieval and prompt processing finish first)
+    and :class:`Cancelled` is raised."""
     cfg, started = services.settings, time.perf_counter()
     standalone = condense(services, q)
     n_sources = q.sources or cfg.answer.sources
