@@ -81,7 +81,8 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
     ``hybrid+rerank`` re-ranks the first ``settings.rerank.fetch`` hybrid hits with the configured re-ranker and
     keeps the rest in fused order, so Recall@100 stays comparable.
     """
-    from retrieval.rerank import drop_near_duplicates, load_reranker
+    from retrieval.adapter import rerank
+    from retrieval.rerank import load_reranker
 
     reranker = load_reranker(settings.rerank)
     ids = list(data.queries)
@@ -102,11 +103,8 @@ def evaluate(url: str, data: beir.Dataset, embedder: Embedder, settings: Setting
                                      cfg=settings.search, candidates=300, exact=exact)
                 if mode == RERANKED:
                     fetch = settings.rerank.fetch
-                    if adapter is not None and adapter.memory is not None:  # as chat.engine.retrieve does
-                        scored = adapter.rescore(base_vec, reranker.scored(data.queries[qid], hits[:fetch]))
-                        top = drop_near_duplicates(scored, settings.rerank.duplicate_jaccard, fetch)
-                    else:
-                        top = reranker.rerank(data.queries[qid], hits[:fetch], fetch)
+                    top = rerank(reranker, data.queries[qid], hits[:fetch], fetch, settings.rerank.duplicate_jaccard,
+                                 adapter, base_vec)
                     kept = {h.chunk_id for h in top}
                     hits = top + [h for h in hits if h.chunk_id not in kept]
                 latencies.append((time.perf_counter() - t) * 1000)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.rerank import Reranker, drop_near_duplicates
 from retrieval.types import Hit
 
 
@@ -129,6 +130,16 @@ class Adapter:
         memory = Memory(z["keys"].astype(np.float32), tuple(str(c) for c in z["chunk_ids"]),
                         z["signs"].astype(np.float32), threshold, weight) if len(z["keys"]) else None
         return cls(version, base_model, weights, z["anchors"].astype(np.float32), near, full, memory)
+
+
+def rerank(reranker: Reranker, query: str, hits: list[Hit], top: int, duplicate_jaccard: float,
+           adapter: Adapter | None = None, base: np.ndarray | None = None) -> list[Hit]:
+    """The re-ranked few. With a memory of ratings (and the query's base-model vector), every candidate is scored,
+    the memory adjusts the scores, and only then are near-duplicates dropped and the few cut: a rated passage may
+    rise from anywhere in the candidates. The chain and the retrieval eval both re-rank through here."""
+    if adapter is None or adapter.memory is None or base is None:
+        return reranker.rerank(query, hits, top)
+    return drop_near_duplicates(adapter.rescore(base, reranker.scored(query, hits)), duplicate_jaccard, top)
 
 
 @dataclass(frozen=True)

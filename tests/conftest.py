@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +16,7 @@ from psycopg import sql
 
 from core import db, pgserver
 from core.settings import Settings
+from evals import beir
 from evals.isolated import isolated_database
 from retrieval.embed import LocalEmbedder
 from retrieval.ingest import IngestOptions, ingest
@@ -123,3 +125,24 @@ def demo_db(server_url: str, embedder, settings, tmp_path_factory) -> str:
     parts = urlsplit(server_url)
     with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
+
+
+@pytest.fixture(scope="module")
+def scifact_slice(tmp_path_factory) -> Path:
+    """SciFact train's first 120 queries with their judged abstracts and 400 others, as a BEIR folder (shared by
+    the learning tests)."""
+    folder = tmp_path_factory.mktemp("scifact-slice")
+    (folder / "qrels").mkdir()
+    data = beir.load(SCIFACT, "train", limit=120)
+    judged = {d for rel in data.qrels.values() for d in rel}
+    keep = [line for i, line in enumerate((SCIFACT / "corpus.jsonl").read_text().splitlines())
+            if i < 400 or line.split('"')[3] in judged]
+    (folder / "corpus.jsonl").write_text("\n".join(keep) + "\n")
+    shutil.copy(SCIFACT / "queries.jsonl", folder / "queries.jsonl")
+    lines = (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()
+    (folder / "qrels" / "train.tsv").write_text("\n".join([lines[0]] + [x for x in lines[1:]
+                                                                        if x.split("\t")[0] in data.queries]) + "\n")
+    return folder

@@ -5,8 +5,6 @@ Real PostgreSQL and MiniLM; the LLM is the local OpenAI-protocol stand-in (only 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +19,6 @@ from chat.feedback.replay import feedback_cases
 from chat.feedback.report import groups
 from chat.turns.store import FeedbackError, annotate_feedback, rate_source, record_feedback
 from chat.types import Question
-from evals import beir
 from evals.learn_proof import simulate
 from evals.retrieval import RERANKED, evaluate, prepare
 from retrieval import learned
@@ -30,8 +27,6 @@ from retrieval.learned import Adapter, LearnError, TrainSettings
 from retrieval.rerank import load_reranker
 from tests.corpus import documents, store_documents
 from tests.helpers.standin_llm import StandIn
-
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 
 @pytest.fixture
@@ -150,23 +145,6 @@ def test_learn_refuses_too_little_feedback(pool, embedder, settings, conn) -> No
     rate_source(conn, answer.turn_id, answer.citations[0].number, "up", user_id="ada")
     with pytest.raises(LearnError, match=f"at least {MIN_PAIRS} are needed"):
         learn(services(pool, embedder, settings))
-
-
-@pytest.fixture(scope="module")
-def scifact_slice(tmp_path_factory) -> Path:
-    """SciFact train's first 120 queries with their judged abstracts and 400 others, as a BEIR folder."""
-    folder = tmp_path_factory.mktemp("scifact-slice")
-    (folder / "qrels").mkdir()
-    data = beir.load(SCIFACT, "train", limit=120)
-    judged = {d for rel in data.qrels.values() for d in rel}
-    keep = [line for i, line in enumerate((SCIFACT / "corpus.jsonl").read_text().splitlines())
-            if i < 400 or line.split('"')[3] in judged]
-    (folder / "corpus.jsonl").write_text("\n".join(keep) + "\n")
-    shutil.copy(SCIFACT / "queries.jsonl", folder / "queries.jsonl")
-    lines = (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()
-    (folder / "qrels" / "train.tsv").write_text("\n".join([lines[0]] + [x for x in lines[1:]
-                                                                        if x.split("\t")[0] in data.queries]) + "\n")
-    return folder
 
 
 @pytest.mark.slow  # ingests ~500 abstracts and replays every rated turn twice: minutes on two cores

@@ -23,7 +23,6 @@ from retrieval.embed import embed_query
 from retrieval.filters import EVERYTHING
 from retrieval.rerank import load_reranker
 from tests.corpus import documents, store_documents
-from tests.test_learn import scifact_slice  # noqa: F401  (the module-scoped SciFact slice fixture)
 
 RATED = "How many vacation days do new employees get?"
 FAR = "How are travel expenses reimbursed?"
@@ -101,7 +100,7 @@ def test_a_local_version_round_trips_through_the_versions_table(svc, embedder, c
 
 @pytest.mark.slow  # ingests ~500 abstracts, simulates 120 rated turns, trains and checks two candidates: minutes
 def test_the_unrated_check_sees_the_first_adapter_pull_toward_rated_documents_and_not_the_local_one(
-        scifact_slice, settings, embedder, run) -> None:  # noqa: F811
+        scifact_slice, settings, embedder, run) -> None:
     eval_url, data = prepare(settings, embedder, scifact_slice, "train")
     simulate(eval_url, data, embedder, settings)
     s = dataclasses.replace(settings, database_url=eval_url)

@@ -89,12 +89,6 @@ class Gate:
                 del heads[asker]
         return order
 
-    def position(self, ticket: int) -> int:
-        """How many questions will be admitted before ``ticket`` (0: it is next)."""
-        with self._lock:
-            order = self._order()
-            return order.index(ticket) if ticket in order else 0
-
     def _take(self, ticket: int) -> bool:
         """With the lock held: start ``ticket`` if it is the one to go next and a slot is free."""
         if self._running >= self.concurrent or not self._lines:

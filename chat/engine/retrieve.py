@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from chat.engine.services import Services
 from chat.types import RetrievedRecord
 from retrieval import learned
+from retrieval.adapter import rerank
 from retrieval.filters import Filter, Scope
-from retrieval.rerank import drop_near_duplicates
 from retrieval.retriever import CitewiseRetriever, from_lc
 from retrieval.types import Hit
 
@@ -52,12 +52,7 @@ def retrieve(services: Services, query: str, scope: Scope, filters: list[Filter]
         candidates = [from_lc(d) for d in retriever.invoke(query)]
     timings = dict(retriever.timings)
     t = time.perf_counter()
-    if adapter is not None and adapter.memory is not None and getattr(embedder, "base", None) is not None:
-        # the memory of ratings may lift a rated passage from anywhere in the candidates: score them all, adjust,
-        # then cut
-        scored = adapter.rescore(embedder.base, services.reranker.scored(query, candidates))
-        reranked = drop_near_duplicates(scored, cfg.rerank.duplicate_jaccard, n_sources * 2)
-    else:
-        reranked = services.reranker.rerank(query, candidates, n_sources * 2)
+    reranked = rerank(services.reranker, query, candidates, n_sources * 2, cfg.rerank.duplicate_jaccard, adapter,
+                      getattr(embedder, "base", None))
     timings["rerank_ms"] = (time.perf_counter() - t) * 1000
     return Retrieved(query, tuple(candidates), tuple(reranked), timings, adapter.version if adapter else None)
