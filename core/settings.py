@@ -284,6 +284,10 @@ class AnswerSettings:
     # nothing on the tune half of XQuAD dev (python -m evals.gates), and at 0.20 no answerable question of that
     # half is refused (citewise eval calibrate); paraphrased questions sit lower than XQuAD's (evals/results/)
     min_similarity: float = 0.20
+    # quotes behind claims (chat/engine/quotes.py): each claim carries the source sentence that states it and is
+    # judged against that sentence; the reply follows prompts/answer-quoted.md, constrained by a grammar on the
+    # managed llama.cpp server
+    quotes: bool = False
 
     @classmethod
     def read(cls, env: Env, llm: LLMSettings) -> AnswerSettings:
@@ -294,7 +298,8 @@ class AnswerSettings:
                      prompt=env.str("CITEWISE_ANSWER_PROMPT", cls.prompt) or cls.prompt,
                      system_prompt=env.str("CITEWISE_SYSTEM_PROMPT", cls.system_prompt) or cls.system_prompt,
                      preset=env.str("CITEWISE_PRESET", cls.preset) or cls.preset,
-                     min_similarity=env.float("CITEWISE_MIN_SIMILARITY", cls.min_similarity, -1.0, 1.0))
+                     min_similarity=env.float("CITEWISE_MIN_SIMILARITY", cls.min_similarity, -1.0, 1.0),
+                     quotes=env.bool("CITEWISE_QUOTES", cls.quotes))
         if answer.context_tokens + 600 > llm.n_ctx and not llm.base_url:
             raise SettingsError(
                 f"CITEWISE_CONTEXT_TOKENS ({answer.context_tokens}) leaves no room for the question and the answer "
@@ -323,6 +328,9 @@ class VerifySettings:
     meaning: bool = False
     min_stated: float = 0.5
     min_answers: float = 0.5
+    # with quotes behind claims (AnswerSettings.quotes), this share of a claim's terms must be its quote's or the
+    # question's: a faithful claim restates the sentence it quotes
+    min_quoted: float = 0.75
 
     @classmethod
     def read(cls, env: Env) -> VerifySettings:
@@ -333,7 +341,8 @@ class VerifySettings:
                    min_anchor=env.float("CITEWISE_VERIFY_MIN_ANCHOR", cls.min_anchor, 0.0, 1.0),
                    meaning=env.bool("CITEWISE_VERIFY_MEANING", cls.meaning),
                    min_stated=env.float("CITEWISE_VERIFY_MIN_STATED", cls.min_stated, 0.0, 1.0),
-                   min_answers=env.float("CITEWISE_VERIFY_MIN_ANSWERS", cls.min_answers, 0.0, 1.0))
+                   min_answers=env.float("CITEWISE_VERIFY_MIN_ANSWERS", cls.min_answers, 0.0, 1.0),
+                   min_quoted=env.float("CITEWISE_VERIFY_MIN_QUOTED", cls.min_quoted, 0.0, 1.0))
 
 
 @dataclass(frozen=True)

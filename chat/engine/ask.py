@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from chat.engine import meaning
+from chat.engine import meaning, quotes
 from chat.engine.condense import condense
 from chat.engine.context import build_context
 from chat.engine.generate import GenerationError, generate
@@ -44,9 +44,12 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         if on_token:
             on_token(ABSTAIN_TEXT)
         return record(services, q, found, ctx, abstention(ctx.abstain_reason), None, standalone.condense_ms, started)
-    verified = SentenceStream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted,
-                              meaning=meaning.for_settings(cfg.verify))
+    stream = quotes.QuoteStream if cfg.answer.quotes else SentenceStream
+    verified = stream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted,
+                      meaning=meaning.for_settings(cfg.verify))
     llm = services.model()
+    # a grammar holds the quoted form and its quotes to the sources' sentences, where the server takes one
+    grammar = quotes.grammar(ctx.sources) if cfg.answer.quotes and llm.managed else None
 
     def feed(piece: str) -> None:
         if stop is not None and stop():
@@ -54,7 +57,7 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         verified.feed(piece)
 
     try:
-        generated = generate(llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, feed)
+        generated = generate(llm, q.sampling, ctx.system, ctx.prompt, cfg.llm.timeout_s, feed, grammar)
     except GenerationError as exc:
         record_failed(services, q, found, ctx, exc, standalone.condense_ms, started)
         if isinstance(exc.__cause__, Cancelled):

@@ -183,15 +183,20 @@ class Context:
     planted: injections.Found  # what the shown sources address to the assistant (withheld from the prompt)
 
 
+def answer_prompt(cfg: AnswerSettings) -> str:
+    """The answer prompt's name: the quoted form's when quotes behind claims are on (chat/engine/quotes.py)."""
+    return "answer-quoted" if cfg.quotes else cfg.prompt
+
+
 def _budget(question: str, sampling: Sampling, cfg: AnswerSettings, n_ctx: int) -> int:
     overhead = (count(prompts.load(cfg.system_prompt).template) + _ANSWER_MARGIN
-                + count(prompts.load(cfg.prompt).render(sources="", question=question)))
+                + count(prompts.load(answer_prompt(cfg)).render(sources="", question=question)))
     return max(0, min(cfg.context_tokens, n_ctx - overhead - sampling.max_tokens))
 
 
 def build_context(found: Retrieved, sampling: Sampling, n_sources: int, cfg: AnswerSettings, n_ctx: int) -> Context:
     """The numbered sources and prompt for ``found``; abstain when nothing is similar enough to the question."""
-    template = prompts.load(cfg.prompt)
+    template = prompts.load(answer_prompt(cfg))
     system = prompts.load(cfg.system_prompt).template
     budget = _budget(found.query, sampling, cfg, n_ctx)
     if cfg.evidence == "sentences":

@@ -30,26 +30,29 @@ class Generated:
     completion_tokens: int
 
 
-def chat_model(llm: Endpoint, sampling: Sampling, timeout: float, streaming: bool = True):
+def chat_model(llm: Endpoint, sampling: Sampling, timeout: float, streaming: bool = True, grammar: str | None = None):
     """A LangChain ChatOpenAI for ``sampling``.
 
     top_k travels as an extra body field (OpenAI itself lacks it), and so does the classic ``max_tokens``: LangChain
-    sends ``max_completion_tokens``, which llama.cpp's server ignores.
+    sends ``max_completion_tokens``, which llama.cpp's server ignores. ``grammar`` (GBNF, llama.cpp's field)
+    constrains the reply.
     """
     from langchain_openai import ChatOpenAI
 
     extra: dict[str, Any] = {} if "api.openai.com" in llm.base_url else {"top_k": sampling.top_k,
                                                                           "max_tokens": sampling.max_tokens}
+    if grammar:
+        extra["grammar"] = grammar
     return ChatOpenAI(base_url=llm.base_url, api_key=llm.api_key, model=llm.model, temperature=sampling.temperature,
                       top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=sampling.seed, extra_body=extra,
                       streaming=streaming, timeout=timeout, max_retries=1)
 
 
 def generate(llm: Endpoint, sampling: Sampling, system: str, prompt: str, timeout_s: float,
-             on_token: Callable[[str], None] | None = None) -> Generated:
+             on_token: Callable[[str], None] | None = None, grammar: str | None = None) -> Generated:
     """Stream the answer, passing each piece to ``on_token``; raise :class:`GenerationError` if the stream fails
     or ends before the model says it finished."""
-    model = chat_model(llm, sampling, timeout_s)
+    model = chat_model(llm, sampling, timeout_s, grammar=grammar)
     parts: list[str] = []
     first: float | None = None
     finished = False

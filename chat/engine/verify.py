@@ -124,7 +124,9 @@ class SentenceStream:
             raise ValueError(f"no such check: {', '.join(sorted(unknown))} (the checks: {', '.join(NAMES)})")
         self.sources, self.cfg = list(sources), cfg
         self.by_number = {s.number: s.text for s in self.sources}
-        self.ground = Ground.of(self.sources, question, cfg, system, planted, meaning)
+        self.question, self.system = question, system
+        self.planted = planted or injections.find("\n".join(s.text for s in self.sources))
+        self.ground = Ground.of(self.sources, question, cfg, system, self.planted, meaning)
         self.checks: tuple[Check, ...] = tuple(c for c in CHECKS if c.name not in off)
         self.on_release = on_release
         self.started = time.perf_counter()
@@ -174,10 +176,11 @@ class SentenceStream:
                           not self.anchored)
             self._apply(*self._verdict(piece), piece, before, after)
 
-    def _verdict(self, piece: Piece) -> tuple[Check | None, Verdict]:
-        """The first check that does not pass the unit, with its verdict; None when every check passes it."""
+    def _verdict(self, piece: Piece, ground: Ground | None = None) -> tuple[Check | None, Verdict]:
+        """The first check that does not pass the unit, judged against ``ground`` (the whole answer's unless
+        given), with its verdict; None when every check passes it."""
         for c in self.checks:
-            if (verdict := c.judge(self.ground, piece)) is not Verdict.PASS:
+            if (verdict := c.judge(ground or self.ground, piece)) is not Verdict.PASS:
                 return c, verdict
         return None, Verdict.PASS
 
