@@ -55,20 +55,23 @@ def save(conn: psycopg.Connection, base_model: str, weights: np.ndarray | Adapte
     return int(row[0])
 
 
-_CACHE: dict[int, Adapter] = {}
+_CACHE: dict[tuple[str, int, str], Adapter] = {}
 
 
 def load(conn: psycopg.Connection, version: int) -> Adapter:
-    """A stored version (cached by id: a version's weights never change)."""
-    if version not in _CACHE:
-        row = conn.execute("SELECT base_model, dim, weights, extra FROM retrievers WHERE id = %s",
-                           (version,)).fetchone()
-        if row is None:
-            raise LearnError(f"no learned retriever version {version}; `citewise learn --status` lists them")
-        base, dim, blob, extra = row
+    """A stored version, cached: a version's weights never change. The key holds the database and the row's
+    creation time besides the id, because one process may read several databases (the evals' copies, a restored
+    backup, the tests' freshly emptied ones) whose ids start again at 1."""
+    row = conn.execute("SELECT created_at::text FROM retrievers WHERE id = %s", (version,)).fetchone()
+    if row is None:
+        raise LearnError(f"no learned retriever version {version}; `citewise learn --status` lists them")
+    key = (f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}", version, row[0])
+    if key not in _CACHE:
+        base, dim, blob, extra = conn.execute("SELECT base_model, dim, weights, extra FROM retrievers WHERE id = %s",
+                                              (version,)).fetchone()
         weights = np.frombuffer(blob, dtype=np.float32).reshape(dim, dim).copy()
-        _CACHE[version] = Adapter.from_bytes(version, base, weights, bytes(extra) if extra else None)
-    return _CACHE[version]
+        _CACHE[key] = Adapter.from_bytes(version, base, weights, bytes(extra) if extra else None)
+    return _CACHE[key]
 
 
 def resolve(conn: psycopg.Connection, which: str) -> Adapter | None:

@@ -140,6 +140,20 @@ def test_versions_promote_and_roll_back_at_once_and_turns_record_theirs(pool, em
     assert {v["status"] for v in learned.versions(conn)} == {"rejected"}
 
 
+def test_a_version_id_used_again_in_an_emptied_database_loads_its_own_weights(embedder, conn) -> None:
+    """A process reads several databases (the evals' copies, a restored backup) whose version ids start at 1 again;
+    the cache of loaded versions must not hand one database's weights to another's version of the same id."""
+    conn.execute("DELETE FROM retrievers WHERE NOT EXISTS (SELECT 1 FROM turns t WHERE t.retriever_version = "
+                 "retrievers.id)")
+    first = learned.save(conn, embedder.name, np.eye(embedder.dim, dtype=np.float32), {"note": "first"}, {})
+    assert np.allclose(learned.load(conn, first).weights, np.eye(embedder.dim))
+    conn.execute("DELETE FROM retrievers WHERE id = %s", (first,))
+    conn.execute("SELECT setval('retrievers_id_seq', %s, false)", (first,))
+    again = learned.save(conn, embedder.name, -np.eye(embedder.dim, dtype=np.float32), {"note": "again"}, {})
+    assert again == first
+    assert np.allclose(learned.load(conn, again).weights, -np.eye(embedder.dim))
+
+
 def test_learn_refuses_too_little_feedback(pool, embedder, settings, conn) -> None:
     answer = a_turn(pool, embedder, settings)
     rate_source(conn, answer.turn_id, answer.citations[0].number, "up", user_id="ada")
