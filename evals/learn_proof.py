@@ -30,6 +30,7 @@ import dataclasses
 import json
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -75,11 +76,14 @@ def simulate(url: str, data: beir.Dataset, embedder, settings: Settings) -> int:
             citations = [{"number": i + 1, "chunk_ids": [h.chunk_id], "document_id": h.document_id, "title": h.title,
                           "source": h.source, "uri": h.uri, "start": h.start, "end": h.end, "text": "",
                           "date": None, "withheld": 0} for i, h in enumerate(shown)]
+            # the turn's id from its query, so the learning gate's held-out fifth (split by turn id) is the same
+            # on every run of the simulation and every copy of it
             tid = str(conn.execute(
-                "INSERT INTO turns (conversation_id, user_id, channel, question, standalone_question, sampling, "
-                "retrieved, citations, answer) VALUES (%s, 'simulated-user', 'eval', %s, %s, '{}', %s, %s, "
+                "INSERT INTO turns (id, conversation_id, user_id, channel, question, standalone_question, sampling, "
+                "retrieved, citations, answer) VALUES (%s, %s, 'simulated-user', 'eval', %s, %s, '{}', %s, %s, "
                 "'(simulated answer)') RETURNING id",
-                (f"simulated-{qid}", question, question, json.dumps(retrieved), json.dumps(citations))).fetchone()[0])
+                (uuid.uuid5(uuid.NAMESPACE_URL, f"citewise-simulated-{qid}"), f"simulated-{qid}", question,
+                 question, json.dumps(retrieved), json.dumps(citations))).fetchone()[0])
             relevant = {d for d, g in data.qrels[qid].items() if g > 0}
             good = [h.uri in relevant for h in shown]
             record_feedback(conn, tid, "up" if any(good) else "down", user_id="simulated-user", channel="eval")

@@ -101,15 +101,17 @@ def _question_from(title: str, text: str) -> str:
 
 def unrated_questions(conn: psycopg.Connection, pairs: list[Pair], n: int = UNRATED_QUESTIONS) -> list[tuple[str, str]]:
     """(question, document id) for up to ``n`` documents that no training pair touches, the same documents on
-    every run (ordered by a hash of their id) while they stay unrated."""
+    every run while they stay unrated, and in every copy of the corpus (ordered by a hash of source and uri, which
+    a re-ingest keeps, not of the row id, which it does not)."""
     touched = sorted({p.positive for p in pairs} | {c for p in pairs for c in p.negatives})
     rows = conn.execute(
-        "SELECT d.id, d.title, (SELECT c.text FROM chunks c WHERE c.document_id = d.id ORDER BY c.ordinal LIMIT 1) "
+        "SELECT d.id, d.title, (SELECT c.text FROM chunks c WHERE c.document_id = d.id ORDER BY c.ordinal LIMIT 1), "
+        "d.source || ':' || d.uri "
         "FROM documents d WHERE d.id NOT IN (SELECT document_id FROM chunks WHERE id = ANY(%s)) "
         "AND EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.id)", (touched,)).fetchall()
-    rows.sort(key=lambda r: hashlib.sha256(str(r[0]).encode()).hexdigest())
+    rows.sort(key=lambda r: hashlib.sha256(r[3].encode()).hexdigest())
     out = []
-    for doc_id, title, text in rows:
+    for doc_id, title, text, _ in rows:
         question = _question_from(title or "", text or "")
         if len(question.split()) >= 3:
             out.append((question, str(doc_id)))
