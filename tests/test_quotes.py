@@ -84,3 +84,11 @@ def test_the_grammar_allows_exactly_each_sources_sentences_as_quotes() -> None:
     assert grammar([Source(1, (), "")]).startswith('root ::= "The sources do not contain the answer."')
     quoted = grammar([Source(1, (), 'He said "stop" \\ then left.')])
     assert r'"He said \"stop\" \\ then left."' in quoted
+
+
+def test_a_sentence_the_quote_does_not_state_is_left_out_of_its_claim() -> None:
+    reply = ("Rollo signed it in 911. William the Conqueror was born in Falaise [1] «Rollo signed a treaty with King "
+             "Charles in 911.»\n")
+    released, verdict = _run(reply)
+    assert verdict.text.startswith("Rollo signed it in 911 [1].") and "Falaise" not in verdict.text, verdict.text
+    assert verdict.dropped == 1 and "left out 1 sentence" in verdict.text and "".join(released) == verdict.text

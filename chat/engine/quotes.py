@@ -53,8 +53,10 @@ def sentences(source: Source) -> list[str]:
 
 def grammar(sources: Sequence[Source]) -> str:
     """A GBNF grammar for a quoted reply: the decline, or one to three lines of ``claim [n] «sentence of n»``."""
-    rules = [f'root ::= decline | claim{"".join(" claim?" for _ in range(_MAX_CLAIMS - 1))}',
+    # after a claim the model may decline the rest (it often does): the decline then ends the reply
+    rules = [f'root ::= decline | claim{"".join(" more?" for _ in range(_MAX_CLAIMS - 1))}',
              'decline ::= "The sources do not contain the answer."',
+             'more ::= claim | decline',
              'claim ::= text " " cite "\\n"',
              'text ::= [^\\n\\[«»] [^\\n\\[«»]*']
     cites = []
@@ -117,20 +119,32 @@ class QuoteStream(SentenceStream):
         number, window = where
         if checked.cited and checked.cited != (number,):
             self.auto_cited += 1
-        ended = claim if MARKER.sub("", claim).rstrip()[-1:] in (".", "!", "?") else claim.rstrip() + "."
-        checked = check(recite(ended, number), len(self.sources))
+        kept = self._restated(MARKER.sub(" ", claim), found.group("quote"))
+        if not kept:  # no sentence of the claim restates its quote (each one dropped above)
+            return
+        checked = check(recite(kept, number), len(self.sources))
         narrowed = Ground.of([Source(number, (), found.group("quote"))], self.question, self.cfg, self.system,
                              self.planted, None)
         narrowed = dataclasses.replace(
             narrowed, sentence_terms=[[frozenset(keywords.terms(u)) for u in evidence.split(window)]])
         words = set(keywords.terms(MARKER.sub(" ", checked.text)))
-        held = set(keywords.terms(found.group("quote"))) | self.ground.question_terms
-        if words and len(words & held) / len(words) < self.cfg.min_quoted:
-            self._drop(UNSUPPORTED)  # the claim says more than its quote (and the question) hold
-            return
         piece = Piece(checked.text, checked, words, self.said, not self.anchored)
         by, verdict = self._verdict(piece, narrowed)
         self._apply(by, verdict, piece, self.before, "")
+
+    def _restated(self, claim: str, quote: str) -> str:
+        """The sentences of ``claim`` that restate ``quote``: ``min_quoted`` of each one's terms are the quote's or
+        the question's. The model often adds a sentence from elsewhere in the source to a claim; that sentence is
+        left out (counted as unsupported), not the claim."""
+        held = set(keywords.terms(quote)) | self.ground.question_terms
+        kept = []
+        for sentence in evidence.split(" ".join(claim.split())):
+            words = set(keywords.terms(sentence))
+            if words and len(words & held) / len(words) >= self.cfg.min_quoted:
+                kept.append(sentence if sentence.rstrip()[-1:] in ".!?" else sentence.rstrip() + ".")
+            elif words:
+                self._drop(UNSUPPORTED)
+        return " ".join(kept)
 
     def _accept_repaired(self, checked, before: str) -> None:  # type: ignore[override]
         """The quote chose the source: no repair by overlap."""
