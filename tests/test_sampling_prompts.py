@@ -47,7 +47,7 @@ def test_prompts_check_their_variables() -> None:
         answer.render(sources="x")
     with pytest.raises(PromptError, match="unexpected \\['extra'\\]"):
         answer.render(sources="x", question="q", extra="y")
-    with pytest.raises(PromptError, match="no prompt named 'nope'; available: answer, answer-v1, condense, "
-                                          "system, system-v1"):
+    with pytest.raises(PromptError, match="no prompt named 'nope'; available: answer, answer-quoted, answer-v1, "
+                                          "condense, system, system-v1"):
         prompts.load("nope")
     assert len(answer.version) == 12 and answer.version != prompts.load("condense").version
