@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from chat.engine.llm import endpoint, stop_server
 from core import db, pgserver
 from core.settings import Settings
 from evals import beir
@@ -146,3 +147,11 @@ def scifact_slice(tmp_path_factory) -> Path:
     (folder / "qrels" / "train.tsv").write_text("\n".join([lines[0]] + [x for x in lines[1:]
                                                                         if x.split("\t")[0] in data.queries]) + "\n")
     return folder
+
+
+@pytest.fixture(scope="module")
+def llm(settings: Settings):
+    """The local LLM, started by citewise itself for the module's tests and stopped after them (slow tier)."""
+    ep = endpoint(settings.llm)
+    yield ep
+    stop_server(settings.llm)

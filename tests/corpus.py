@@ -41,3 +41,11 @@ def store_documents(conn, embedder: Embedder, settings: Settings, docs: list[Doc
     store.ensure_model(conn, embedder.name, embedder.dim)
     avgdl = store.average_length(conn) or float(np.mean([len(terms(t)) for t in inputs]))
     store.write(conn, prepared, vectors, settings.search, avgdl)
+
+
+# a document no public corpus holds, so the local LLM can only answer from it (the slow tier's tests)
+ZEPHYR = Document(
+    source="manuals", uri="zephyr9.md", title="Zephyr-9 espresso machine manual",
+    text="# Zephyr-9 espresso machine\n\n## Descaling\n\nThe Zephyr-9 must be descaled every 200 cups. Use the "
+         "blue ZX descaling tablets only; other brands void the warranty.\n\n## Grinder\n\nThe built-in grinder has "
+         "14 settings. Setting 6 suits most espresso beans.")

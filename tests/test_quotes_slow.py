@@ -10,30 +10,16 @@ import re
 import pytest
 
 from chat.engine.ask import ask
-from chat.engine.llm import endpoint, stop_server
 from chat.engine.services import Services, open_pool
 from chat.sampling import preset
 from chat.types import ABSTAIN_TEXT, Question
 from retrieval.filters import EVERYTHING
 from retrieval.rerank import load_reranker
-from retrieval.types import Document
-from tests.corpus import documents, store_documents
+from tests.corpus import ZEPHYR, documents, store_documents
 
 pytestmark = pytest.mark.slow
 
-ZEPHYR = Document(
-    source="manuals", uri="zephyr9.md", title="Zephyr-9 espresso machine manual",
-    text="# Zephyr-9 espresso machine\n\n## Descaling\n\nThe Zephyr-9 must be descaled every 200 cups. Use the "
-         "blue ZX descaling tablets only; other brands void the warranty.\n\n## Grinder\n\nThe built-in grinder has "
-         "14 settings. Setting 6 suits most espresso beans.")
 LINE = re.compile(r"^(?P<claim>[^\[«»\n]+) \[(?P<n>\d+)\] «(?P<quote>[^»\n]+)»$")
-
-
-@pytest.fixture(scope="module")
-def llm(settings):
-    ep = endpoint(settings.llm)
-    yield ep
-    stop_server(settings.llm)
 
 
 @pytest.fixture

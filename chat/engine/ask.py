@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from chat.engine import meaning, quotes
 from chat.engine.condense import condense
-from chat.engine.context import build_context
+from chat.engine.context import Context, build_context
 from chat.engine.generate import GenerationError, generate
 from chat.engine.llm import LLMError
 from chat.engine.record import record, record_failed
@@ -23,10 +23,21 @@ from chat.engine.retrieve import retrieve
 from chat.engine.services import Services
 from chat.engine.verify import SentenceStream, abstention
 from chat.types import ABSTAIN_TEXT, Answer, Question
+from core.settings import Settings
 
 
 class Cancelled(RuntimeError):
     """The asker went away while the answer was being written; the turn is recorded as failed, with this reason."""
+
+
+def _verifier(cfg: Settings, ctx: Context, question: str, on_token: Callable[[str], None] | None,
+              managed: bool) -> tuple[SentenceStream, str | None]:
+    """The stream that checks the reply, and the grammar its form needs: with quotes behind claims, a grammar
+    holds each quote to the sources' sentences where the server takes one (the managed llama.cpp server)."""
+    stream = quotes.QuoteStream if cfg.answer.quotes else SentenceStream
+    checker = stream(ctx.sources, question, cfg.verify, ctx.system, on_token, ctx.planted,
+                     meaning=meaning.for_settings(cfg.verify))
+    return checker, quotes.grammar(ctx.sources) if cfg.answer.quotes and managed else None
 
 
 def ask(services: Services, q: Question, on_token: Callable[[str], None] | None = None,
@@ -44,12 +55,8 @@ def ask(services: Services, q: Question, on_token: Callable[[str], None] | None 
         if on_token:
             on_token(ABSTAIN_TEXT)
         return record(services, q, found, ctx, abstention(ctx.abstain_reason), None, standalone.condense_ms, started)
-    stream = quotes.QuoteStream if cfg.answer.quotes else SentenceStream
-    verified = stream(ctx.sources, standalone.question, cfg.verify, ctx.system, on_token, ctx.planted,
-                      meaning=meaning.for_settings(cfg.verify))
     llm = services.model()
-    # a grammar holds the quoted form and its quotes to the sources' sentences, where the server takes one
-    grammar = quotes.grammar(ctx.sources) if cfg.answer.quotes and llm.managed else None
+    verified, grammar = _verifier(cfg, ctx, standalone.question, on_token, llm.managed)
 
     def feed(piece: str) -> None:
         if stop is not None and stop():
