@@ -13,6 +13,7 @@ from core import cli as core_cli
 from evals.cli import eval_app
 from retrieval import cli as retrieval_cli
 from retrieval.cli import debug_app
+from retrieval.sources_cli import sources_app
 
 _LIBRARY_ENV = {
     "HF_HUB_OFFLINE": "1",  # the embedding model ships in a package: never ask the Hugging Face hub
@@ -43,6 +44,7 @@ app.add_typer(eval_app, name="eval")
 app.command("learn")(feedback_cli.learn)
 app.add_typer(admin_cli.users_app, name="users")
 app.add_typer(admin_cli.hold_app, name="hold")
+app.add_typer(sources_app, name="sources")
 app.command()(admin_cli.forget)
 app.command()(admin_cli.retention)
 app.command()(admin_cli.backup)

@@ -1,0 +1,156 @@
+"""Sources that sync: new and changed files are read, unchanged ones cost a stat, deleted and excluded ones are
+forgotten (never searched, shown to the model or cited again), and an unreachable folder deletes nothing.
+Real PostgreSQL and MiniLM; the LLM is the local OpenAI-protocol stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from chat.engine.ask import ask
+from chat.engine.llm import Endpoint
+from chat.engine.services import Services, open_pool
+from chat.types import Question
+from retrieval import sources
+from retrieval.filters import EVERYTHING
+from retrieval.rerank import load_reranker
+from retrieval.search import search
+from tests.helpers.standin_llm import StandIn
+
+FILES = {
+    "vacation.md": "# Vacation\n\nNew employees get 25 vacation days per year, booked in the HR portal.\n",
+    "parking.md": "# Parking\n\nThe garage under building C has 40 spaces for visitors, free for two hours.\n",
+    "drafts/salary.md": "# Salary bands\n\nThe draft salary bands for engineers start at level E1.\n",
+    "expenses.md": "# Expenses\n\nTravel costs are reimbursed monthly after the manager approves them.\n",
+}
+GONE = "40 spaces for visitors"  # the deleted file's words, not the question's
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "handbook"
+    for rel, text in FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def texts(conn, embedder, query: str) -> list[str]:
+    return [h.text for h in search(conn, embedder, query, scope=EVERYTHING, k=10)]
+
+
+def test_a_sync_reads_only_what_changed_and_forgets_deleted_files(url, conn, embedder, settings, folder) -> None:
+    sources.add(conn, sources.Source("handbook", str(folder), exclude=("drafts/*",)))
+    conn.commit()
+    first = sources.sync(url, embedder, settings, "handbook")
+    assert first.ok and first.counts["added"] == 3 and first.counts["files"] == 3, first  # drafts/ excluded
+    assert not any("salary" in t for t in texts(conn, embedder, "salary bands for engineers"))
+
+    (folder / "vacation.md").write_text(FILES["vacation.md"].replace("25", "30"))
+    (folder / "parking.md").unlink()
+    (folder / "onboarding.md").write_text("# Onboarding\n\nEvery new hire meets a buddy on their first day.\n")
+    second = sources.sync(url, embedder, settings, "handbook")
+    c = second.counts
+    assert (c["read"], c["skipped"], c["added"], c["updated"], c["deleted"]) == (2, 1, 1, 1, 1), c
+    assert not any(GONE in t for t in texts(conn, embedder, "visitor parking garage spaces"))
+    assert any("30 vacation days" in t for t in texts(conn, embedder, "how many vacation days"))
+    assert conn.execute("SELECT count(*) FROM documents WHERE source = 'handbook'").fetchone()[0] == 3
+
+    third = sources.sync(url, embedder, settings, "handbook")
+    assert (third.counts["read"], third.counts["deleted"], third.counts["skipped"]) == (0, 0, 3)
+    row = sources.listing(conn)[0]
+    assert row["result"] == "ok" and row["documents"] == 3 and row["counts"]["skipped"] == 3
+
+
+def test_a_deleted_file_is_never_shown_to_the_model_or_cited(url, conn, embedder, settings, folder) -> None:
+    sources.add(conn, sources.Source("handbook", str(folder)))
+    conn.commit()
+    sources.sync(url, embedder, settings, "handbook")
+    prompts: list[str] = []
+
+    def reply(req):
+        prompts.append(req["messages"][-1]["content"])
+        return "The garage under building C has 40 spaces for visitors [1]."
+
+    def asked(conversation: str):
+        pool = open_pool(url, 2)
+        try:
+            with StandIn(reply) as llm:
+                svc = Services(settings, pool, embedder, load_reranker(settings.rerank),  # type: ignore[arg-type]
+                               Endpoint(llm.base_url, "k", "standin", False))
+                return ask(svc, Question(text="How many visitor spaces does the garage under building C have?",
+                                         conversation_id=conversation, channel="web", user_id="ada", scope=EVERYTHING))
+        finally:
+            pool.close()
+
+    before = asked("c1")
+    assert GONE in before.text and any(GONE in c.text for c in before.citations)  # answered while the file existed
+    (folder / "parking.md").unlink()
+    sources.sync(url, embedder, settings, "handbook")
+    prompts.clear()
+    after = asked("c2")  # a new conversation: no history carries the old answer
+    assert not any(GONE in p for p in prompts)
+    assert GONE not in after.text and not any(GONE in c.text for c in after.sources + after.citations)
+
+
+def test_an_unreachable_folder_deletes_nothing_and_says_so(url, conn, embedder, settings, folder) -> None:
+    sources.add(conn, sources.Source("handbook", str(folder)))
+    conn.commit()
+    sources.sync(url, embedder, settings, "handbook")
+    moved = folder.with_name("elsewhere")
+    shutil.move(folder, moved)
+    res = sources.sync(url, embedder, settings, "handbook")
+    assert not res.ok and "not reachable" in res.result and "nothing was deleted" in res.result
+    assert conn.execute("SELECT count(*) FROM documents WHERE source = 'handbook'").fetchone()[0] == 4
+    assert sources.listing(conn)[0]["result"] == res.result
+    shutil.move(moved, folder)
+    again = sources.sync(url, embedder, settings, "handbook")
+    assert again.ok and again.counts["read"] == 0 and again.counts["deleted"] == 0
+
+
+def test_a_file_that_turns_bad_keeps_its_document_and_is_read_again(url, conn, embedder, settings, folder) -> None:
+    sources.add(conn, sources.Source("handbook", str(folder)))
+    conn.commit()
+    sources.sync(url, embedder, settings, "handbook")
+    (folder / "expenses.md").write_bytes(b"\x00\x01binary junk" * 10)
+    bad = sources.sync(url, embedder, settings, "handbook")
+    assert bad.ok and bad.counts["failed"] == 1 and bad.counts["deleted"] == 0
+    assert "expenses.md" in bad.failures[0]["file"] and "binary" in bad.failures[0]["reason"]
+    assert any("reimbursed monthly" in t for t in texts(conn, embedder, "when are travel costs reimbursed"))
+    assert sources.sync(url, embedder, settings, "handbook").counts["read"] == 1  # tried again, not remembered
+
+
+def test_a_name_used_by_documents_from_elsewhere_is_refused(url, conn, embedder, settings, folder, tmp_path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.md").write_text("# A\n\nSomething kept elsewhere entirely.\n")
+    from retrieval.ingest import IngestOptions, ingest
+
+    ingest(url, embedder, [other], settings, IngestOptions(source="handbook"))
+    with pytest.raises(sources.SourceError, match="ingested from outside"):
+        sources.add(conn, sources.Source("handbook", str(folder)))
+    with pytest.raises(sources.SourceError, match="not a folder"):
+        sources.add(conn, sources.Source("nowhere", str(tmp_path / "missing")))
+    with pytest.raises(sources.SourceError, match="at least a minute"):
+        sources.parse_every("10s")
+    assert sources.parse_every("15m") == 900
+
+
+def test_the_cli_adds_lists_syncs_and_removes(run, folder, conn) -> None:
+    added = run("sources", "add", "handbook", str(folder), "--every", "1h", "--groups", "staff")
+    assert added.exit_code == 0 and "4 files" in added.stdout, added.stdout
+    rows = json.loads(run("sources", "list", "--json").stdout)
+    assert rows[0]["name"] == "handbook" and rows[0]["documents"] == 4 and rows[0]["every_s"] == 3600
+    assert rows[0]["next_run"] is not None and rows[0]["groups"] == ["staff"]
+    groups = {tuple(r[0]) for r in conn.execute("SELECT access_groups FROM documents WHERE source = 'handbook'")}
+    assert groups == {("staff",)}
+    os.remove(folder / "parking.md")
+    synced = run("sources", "sync", "handbook")
+    assert synced.exit_code == 0 and "1 deleted" in synced.stdout
+    assert run("sources", "sync", "nope").exit_code == 2
+    gone = run("sources", "remove", "handbook")
+    assert gone.exit_code == 0 and "3 document(s)" in gone.stdout
+    assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
