@@ -100,7 +100,7 @@ def create_app(services: Services, environ: Mapping[str, str]) -> FastAPI:
     app.state.api_tokens = parse_tokens(settings.api.tokens)
     app.include_router(routes.router)
     app.include_router(openai_compat.router)
-    telemetry.instrument(app)
+    telemetry.instrument(app, services.pool)
     if settings.slack.enabled and not settings.slack.app_token:
         from chat.slack import bot as slack_bot
 

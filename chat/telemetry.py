@@ -6,7 +6,10 @@ Each ``citewise serve`` process exposes its own figures; Prometheus scrapes ever
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from chat.types import Answer
 
@@ -33,6 +36,44 @@ SOURCE_THUMBS = Counter("citewise_source_feedback_total", "Thumbs on single cite
 GATE = Counter("citewise_gate_rejections_total", "Questions the admission gate refused (503), by why", ["why"])
 
 
+class _Sources:
+    """Each synced source's state as gauges, read from the database when scraped: a sync that any worker ran
+    shows on every replica's ``/metrics``."""
+
+    def __init__(self) -> None:
+        self.pool: Any = None
+
+    def collect(self):  # prometheus_client's collector protocol
+        if self.pool is None:
+            return
+        from retrieval.sources import listing
+
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                rows = listing(conn)
+        except Exception:  # a scrape must not fail because the database is away
+            return
+        docs = GaugeMetricFamily("citewise_source_documents", "Documents a synced source holds", labels=["source"])
+        last = GaugeMetricFamily("citewise_source_last_sync_timestamp_seconds", "When the source last synced",
+                                 labels=["source"])
+        ok = GaugeMetricFamily("citewise_source_last_sync_ok", "1 when the last sync reached its folder",
+                               labels=["source"])
+        counts = GaugeMetricFamily("citewise_source_last_sync_files", "Files the last sync added, updated, "
+                                   "deleted or failed", labels=["source", "outcome"])
+        for r in rows:
+            docs.add_metric([r["name"]], r["documents"])
+            if r["synced_at"] is not None:
+                last.add_metric([r["name"]], r["synced_at"].timestamp())
+                ok.add_metric([r["name"]], 1.0 if r["counts"] else 0.0)
+                for k in ("added", "updated", "deleted", "failed"):
+                    counts.add_metric([r["name"], k], (r["counts"] or {}).get(k, 0))
+        yield from (docs, last, ok, counts)
+
+
+_SOURCES = _Sources()
+REGISTRY.register(_SOURCES)
+
+
 def observe(answer: Answer, channel: str) -> None:
     ms = answer.latency
     ANSWERS.labels(channel).inc()
@@ -46,8 +87,10 @@ def observe(answer: Answer, channel: str) -> None:
             metric.observe(ms[key] / 1000)
 
 
-def instrument(app) -> None:
-    """Request counts and latencies per route, and the ``/metrics`` endpoint, on the FastAPI app."""
+def instrument(app, pool: Any = None) -> None:
+    """Request counts and latencies per route, the sources' state (from ``pool``), and the ``/metrics`` endpoint,
+    on the FastAPI app."""
+    _SOURCES.pool = pool
     from prometheus_fastapi_instrumentator import Instrumentator
 
     Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)

@@ -35,6 +35,7 @@ from retrieval.loaders import LoadFailure, iter_files
 
 QUEUE = "ingest"
 TASK = "citewise.ingest_file"
+SYNC_TASK = "citewise.sync_due_sources"
 _LOCK_SCHEMA = 8317003
 log = logging.getLogger("citewise.worker")
 
@@ -74,12 +75,33 @@ def ingest_file(path: str, source: str, groups: list[str], metadata: dict[str, A
         raise JobFailed("; ".join(f"{f.uri}: {f.reason}" for f in report.failures))
 
 
+def sync_due_sources(timestamp: int) -> None:
+    """Sync every source whose schedule is due (``citewise sources add --every``). Deferred each minute by the
+    workers' periodic deferrer, once per minute however many workers run (procrastinate records each tick); a
+    source another worker is still syncing is skipped (its advisory lock), so one sync per source runs at a time."""
+    from retrieval import sources
+
+    worker = _state["worker"]
+    with db.connect(worker.url) as conn:
+        names = sources.due(conn)
+    for name in names:
+        try:
+            res = sources.sync(worker.url, worker.embedder, worker.settings, name)
+        except sources.SourceError as exc:
+            log.info("source %s skipped: %s", name, exc)
+            continue
+        print(f"worker {os.getpid()} synced source {name}: {res.result} {res.counts}", flush=True)
+
+
 def make_app(url: str, max_attempts: int = 3) -> procrastinate.App:
-    """An app bound to ``url`` with the ingest task; a job the database failed (gone, disk full) is retried."""
+    """An app bound to ``url`` with the ingest task and the sources' periodic sync; a job the database failed
+    (gone, disk full) is retried."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
     retry = procrastinate.RetryStrategy(max_attempts=max_attempts, wait=2,
                                         retry_exceptions={IngestStopped, psycopg.OperationalError})
     app.task(name=TASK, queue=QUEUE, retry=retry)(ingest_file)
+    sync_task = app.task(name=SYNC_TASK, queue=QUEUE, queueing_lock=SYNC_TASK)(sync_due_sources)
+    app.periodic(cron="* * * * *", periodic_id="sources")(sync_task)
     return app
 
 

@@ -363,3 +363,29 @@ def test_a_direct_message_is_answered_in_its_thread_and_bot_messages_are_ignored
     time.sleep(1.5)
     threads = {p.get("thread_ts") for p in slack.of("chat.postMessage")}
     assert "1800000021.000100" not in threads and "1800000022.000100" not in threads
+
+
+def test_sources_state_on_the_api_and_in_metrics(stack, demo_db, embedder, settings, tmp_path) -> None:
+    from core.access import add_user
+    from retrieval import sources
+    from tests.conftest import write_files
+
+    base, _, _ = stack
+    folder = write_files(tmp_path / "team", {"a.md": "# A\n\nThe team wiki's first page.",
+                                             "b.md": "# B\n\nThe team wiki's second page."})
+    with db(demo_db) as conn:
+        sources.add(conn, sources.Source("team-wiki", str(folder)))
+        add_user(conn, "dave", [], admin=True, legal_hold=False)
+    (folder / "c.pdf").write_bytes(b"%PDF-1.4 not really a pdf")
+    sources.sync(demo_db, embedder, settings, "team-wiki")
+    assert httpx.get(f"{base}/v1/sources").status_code == 401
+    seen = httpx.get(f"{base}/v1/sources", headers=AUTH).json()  # carol: not an admin
+    row = next(r for r in seen if r["name"] == "team-wiki")
+    assert row["documents"] == 2 and row["counts"]["failed"] == 1 and row["synced_at"]
+    assert row["location"] is None and row["failures"] is None  # paths and file names are for admins
+    admin = httpx.get(f"{base}/v1/sources", headers={"Authorization": f"Bearer {DAVE}"}).json()
+    row = next(r for r in admin if r["name"] == "team-wiki")
+    assert row["location"] == str(folder.resolve()) and "c.pdf" in row["failures"][0]["file"]
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    assert 'citewise_source_documents{source="team-wiki"} 2.0' in text
+    assert 'citewise_source_last_sync_files{outcome="failed",source="team-wiki"} 1.0' in text

@@ -135,3 +135,32 @@ def test_a_worker_killed_mid_document_leaves_no_half_document_and_its_job_is_ret
         assert n > 200 and ordinals == list(range(n)), "the retried document is whole, once"
         assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 2
         assert_keyword_stats_exact(conn)
+
+
+def test_a_worker_syncs_a_source_when_its_schedule_is_due(url, tmp_path) -> None:
+    from retrieval import sources
+
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"note-{i}.md").write_text(f"# Note {i}\n\n{topic_paragraphs(i, 1)[0]}\n")
+    with db.connect(url, autocommit=True) as conn:
+        sources.add(conn, sources.Source("handbook", str(folder), every_s=3600))  # never synced: due at once
+    log = tmp_path / "w.log"
+    worker = _worker(url, tmp_path / "home", log)
+    try:
+        deadline = time.monotonic() + 150  # the periodic deferrer ticks each minute
+        row: dict = {}
+        while time.monotonic() < deadline:
+            with db.connect(url) as conn:
+                row = sources.listing(conn)[0]
+            if row["synced_at"] is not None:
+                break
+            time.sleep(2)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=60)
+    assert row["synced_at"] is not None, log.read_text()[-2000:]
+    assert row["result"] == "ok" and row["documents"] == 3 and row["counts"]["added"] == 3
+    assert row["next_run"] > row["synced_at"]
+    assert "synced source handbook" in log.read_text()

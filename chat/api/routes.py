@@ -19,11 +19,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat.api.schema import AnswerOut, FeedbackOut, HealthOut, errors, streamed
+from chat.api.schema import AnswerOut, FeedbackOut, HealthOut, SourceOut, errors, streamed
 from chat.desk.frontdesk import SHARED_API_CALLER, AskRequest, FrontDesk, Queued, Rating, Rejected, Token
 from chat.engine.services import Services
 from chat.types import Answer, Question
+from core import access
 from core.settings import SettingsError
+from retrieval import sources as synced
 
 
 class SamplingIn(BaseModel):
@@ -176,6 +178,19 @@ def feedback_route(body: FeedbackIn, who: Caller, desk: Desk) -> dict[str, Any]:
     except Rejected as exc:
         raise refused(exc) from None
     return {"feedback_id": fid, "turn_id": str(body.turn_id), "stored": True}
+
+
+@router.get("/sources", summary="Every synced source's state: last sync, result, counts, next run",
+            response_model=list[SourceOut], responses=errors(401))
+def sources_route(who: Caller, services: Svc) -> list[dict[str, Any]]:
+    """Admins (by token) also see each source's folder and its failing files; other callers see the state only,
+    since paths and file names can say more than the documents they may read."""
+    with services.pool.connection() as conn:
+        rows = synced.listing(conn)
+        admin = who != SHARED_API_CALLER and access.resolve(conn, who).admin
+    keep = ("name", "kind", "documents", "result", "counts", "seconds") + (("location", "failures") if admin else ())
+    return [{**{k: r[k] for k in keep}, "synced_at": r["synced_at"] and r["synced_at"].isoformat(),
+             "next_run": r["next_run"] and r["next_run"].isoformat()} for r in rows]
 
 
 @router.get("/health", summary="Database and LLM status", response_model=HealthOut,

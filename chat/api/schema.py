@@ -45,6 +45,20 @@ class HealthOut(BaseModel):
     model: str
 
 
+class SourceOut(BaseModel):
+    name: str
+    kind: str
+    documents: int
+    synced_at: str | None
+    result: str | None
+    counts: dict[str, int]
+    next_run: str | None
+    seconds: float | None
+    # admins only: where the source lives and which files failed, with why
+    location: str | None = None
+    failures: list[dict[str, str]] | None = None
+
+
 class ModelOut(BaseModel):
     id: str
     object: str
