@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class IngestOptions:
     groups: tuple[str, ...] = ()
     author: str | None = None
     batch_chunks: int = 256
+    # a file's own uri and extra metadata, by its resolved path (a synced git source cites path@commit, with a link)
+    per_file: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def default_source(path: Path) -> str:
@@ -104,7 +106,10 @@ def read(paths: list[Path], opts: IngestOptions, settings: Settings) -> Iterator
                 if isinstance(raw, LoadFailure):
                     yield raw
                     continue
-                uri = raw.uri if item.suffix.lower() == ".jsonl" else str(item.resolve())
+                own = opts.per_file.get(str(item.resolve()))
+                uri = raw.uri if item.suffix.lower() == ".jsonl" else own[0] if own else str(item.resolve())
+                if own:
+                    raw = replace(raw, metadata={**raw.metadata, **own[1]})
                 notice = None
                 if raw.metadata.get("decoded_as") == "windows-1252":
                     notice = (f"{item.name} is not valid UTF-8 and was read as Windows-1252; if characters look "

@@ -20,8 +20,9 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from retrieval import store
 from retrieval.embed import Embedder
 from retrieval.ingest import IngestOptions, ingest
 from retrieval.loaders import iter_files
+from retrieval.pii import scrub
+from retrieval.sources_git import GitError, changed_since, checkout, is_git_location, link
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _EVERY = re.compile(r"^(\d+)\s*([smhd])$")
@@ -47,11 +50,14 @@ class SourceError(ValueError):
 @dataclass(frozen=True)
 class Source:
     name: str
-    location: str
+    location: str  # a folder's absolute path; a repository's path or clone URL
     groups: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     every_s: int | None = None
+    kind: str = "folder"
+    branch: str | None = None
+    commit: str | None = None  # git: the last synced commit
 
 
 @dataclass(frozen=True)
@@ -75,58 +81,84 @@ def parse_every(text: str | None) -> int | None:
     return int(m.group(1)) * _UNIT[m.group(2)]
 
 
-def add(conn: psycopg.Connection, source: Source) -> Source:
-    """Register a folder source. Refuses a name whose documents came from elsewhere: the first sync would delete
-    them, since they are not in the folder."""
+def add(conn: psycopg.Connection, source: Source, home: Path | None = None) -> Source:
+    """Register a source: a folder, or a git repository when the location is a clone URL or a repository's top
+    (or a branch is given; it is cloned under ``home`` at once, so a wrong URL or branch fails here). Refuses a
+    name whose documents came from elsewhere: the first sync would delete them."""
     if not NAME.match(source.name):
         raise SourceError(f"source name {source.name!r}: use letters, digits, '.', '_' or '-' (up to 63), starting "
                           "with a letter or digit")
-    folder = Path(source.location).expanduser().resolve()
-    if not folder.is_dir():
-        raise SourceError(f"{source.location} is not a folder; give the path of a folder that exists")
     if conn.execute("SELECT 1 FROM sources WHERE name = %s", (source.name,)).fetchone():
         raise SourceError(f"a source named {source.name!r} exists; remove it first (citewise sources remove "
                           f"{source.name}) or pick another name")
-    outside = conn.execute("SELECT uri FROM documents WHERE source = %s AND uri NOT LIKE %s LIMIT 1",
-                           (source.name, str(folder).rstrip("/") + "/%")).fetchone()
+    if source.branch or is_git_location(source.location):
+        local = Path(source.location).expanduser()
+        location = str(local.resolve()) if local.exists() else source.location
+        try:
+            branch, _ = checkout(location, source.branch, clone_dir(home or Path("."), source.name))
+        except GitError as exc:
+            raise SourceError(f"{source.location} could not be cloned ({exc}); check the URL or path, the branch, "
+                              "and that this machine may read it") from None
+        made = replace(source, location=location, kind="git", branch=branch)
+        prefix = None
+    else:
+        folder = Path(source.location).expanduser().resolve()
+        if not folder.is_dir():
+            raise SourceError(f"{source.location} is not a folder; give the path of a folder that exists")
+        made = replace(source, location=str(folder), kind="folder")
+        prefix = str(folder).rstrip("/") + "/%"
+    outside = conn.execute("SELECT uri FROM documents WHERE source = %s AND (%s::text IS NULL OR uri NOT LIKE %s) "
+                           "LIMIT 1", (made.name, prefix, prefix)).fetchone()
     if outside:
-        raise SourceError(f"documents of source {source.name!r} were ingested from outside {folder} (for example "
-                          f"{outside[0]}); a sync would delete them. Pick another name, or delete them first "
-                          f"(citewise delete --source {source.name})")
-    made = Source(source.name, str(folder), source.groups, source.include, source.exclude, source.every_s)
-    conn.execute("INSERT INTO sources (name, location, access_groups, include, exclude, every_s) "
-                  "VALUES (%s, %s, %s, %s, %s, %s)", (made.name, made.location, list(made.groups),
-                                                      list(made.include), list(made.exclude), made.every_s))
+        raise SourceError(f"documents of source {made.name!r} were ingested from outside {made.location} (for "
+                          f"example {outside[0]}); a sync would delete them. Pick another name, or delete them "
+                          f"first (citewise delete --source {made.name})")
+    conn.execute("INSERT INTO sources (name, kind, location, branch, access_groups, include, exclude, every_s) "
+                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                 (made.name, made.kind, made.location, made.branch, list(made.groups), list(made.include),
+                  list(made.exclude), made.every_s))
     return made
 
 
+def clone_dir(home: Path, name: str) -> Path:
+    """Where this machine keeps a git source's clone."""
+    return home / "sources" / name
+
+
 def get(conn: psycopg.Connection, name: str) -> Source:
-    row = conn.execute("SELECT name, location, access_groups, include, exclude, every_s FROM sources "
-                       "WHERE name = %s", (name,)).fetchone()
+    row = conn.execute("SELECT name, location, access_groups, include, exclude, every_s, kind, branch, commit "
+                       "FROM sources WHERE name = %s", (name,)).fetchone()
     if row is None:
         raise SourceError(f"no source named {name!r}; see citewise sources list")
-    return Source(row[0], row[1], tuple(row[2]), tuple(row[3]), tuple(row[4]), row[5])
+    return Source(row[0], row[1], tuple(row[2]), tuple(row[3]), tuple(row[4]), row[5], row[6], row[7], row[8])
 
 
 def listing(conn: psycopg.Connection) -> list[dict[str, Any]]:
     """Every source's state: last sync, its result and counts, failures with reasons, next run, documents held."""
     rows = conn.execute(
-        "SELECT s.name, s.kind, s.location, s.access_groups, s.include, s.exclude, s.every_s, s.synced_at, s.result, "
+        "SELECT s.name, s.kind, s.location, s.branch, s.commit, s.access_groups, s.include, s.exclude, s.every_s, "
+        "s.synced_at, s.result, "
         "s.counts, s.failures, s.seconds, (SELECT count(*) FROM documents d WHERE d.source = s.name), "
         "CASE WHEN s.every_s IS NULL THEN NULL ELSE coalesce(s.synced_at, s.created_at) "
         "+ make_interval(secs => s.every_s) END FROM sources s ORDER BY s.name").fetchall()
-    keys = ("name", "kind", "location", "groups", "include", "exclude", "every_s", "synced_at", "result", "counts",
+    keys = ("name", "kind", "location", "branch", "commit", "groups", "include", "exclude", "every_s", "synced_at",
+            "result", "counts",
             "failures", "seconds", "documents", "next_run")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    out = [dict(zip(keys, r, strict=True)) for r in rows]
+    for row in out:  # a clone URL may carry a token: never show it
+        row["location"] = re.sub(r"(://)[^/@]+@", r"\1***@", row["location"])
+    return out
 
 
-def remove(conn: psycopg.Connection, name: str, keep_documents: bool = False) -> int:
-    """Forget a source and (unless ``keep_documents``) delete its documents, in one transaction; return how many
-    documents went."""
-    get(conn, name)
+def remove(conn: psycopg.Connection, name: str, keep_documents: bool = False, home: Path | None = None) -> int:
+    """Forget a source and (unless ``keep_documents``) delete its documents, in one transaction, and this
+    machine's clone of a git source; return how many documents went."""
+    src = get(conn, name)
     with conn.transaction():
         gone = 0 if keep_documents else _delete_documents(conn, name, None)
         conn.execute("DELETE FROM sources WHERE name = %s", (name,))
+    if src.kind == "git" and home is not None:
+        shutil.rmtree(clone_dir(home, name), ignore_errors=True)
     return gone
 
 
@@ -148,10 +180,9 @@ def _selected(rel: str, src: Source) -> bool:
     return not any(fnmatch.fnmatch(rel, g) for g in src.exclude)
 
 
-def scan(src: Source) -> dict[str, tuple[int, int]]:
+def scan(src: Source, root: Path) -> dict[str, tuple[int, int]]:
     """The folder's selected files as {absolute path: (size, mtime_ns)}; raises SourceError when the folder itself
     cannot be listed (then nothing may be deleted)."""
-    root = Path(src.location)
     if not root.is_dir():
         raise SourceError(f"{root} is not reachable (missing, unmounted or not a folder); nothing was deleted. "
                           "Mount or restore it, or change the source")
@@ -190,45 +221,76 @@ def sync(url: str, embedder: Embedder, settings: Settings, name: str) -> SyncRes
 def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, settings: Settings, src: Source,
                  started: float) -> SyncResult:
     try:
-        files = scan(src)
+        root, commit, hint = _prepare(src, settings.home)
+        files = scan(src, root)
     except SourceError as exc:
-        return _record(conn, src, SyncResult(src.name, False, str(exc), {}, [], time.monotonic() - started))
-    known = {p: (s, m) for p, s, m in conn.execute("SELECT path, size, mtime_ns FROM source_files WHERE source = %s",
-                                                   (src.name,))}
-    changed = sorted(p for p, stat in files.items() if known.get(p) != stat)
+        return _record(conn, src, SyncResult(src.name, False, str(exc), {}, [], time.monotonic() - started), None)
+    except GitError as exc:
+        return _record(conn, src, SyncResult(src.name, False, f"{src.location} is not reachable ({exc}); nothing "
+                                             "was deleted", {}, [], time.monotonic() - started), None)
+    key = (lambda p: str(p)) if src.kind == "folder" else (lambda p: Path(os.path.relpath(p, root)).as_posix())
+    known = {k: ((s, m), u) for k, s, m, u in conn.execute(
+        "SELECT path, size, mtime_ns, uri FROM source_files WHERE source = %s", (src.name,))}
+    changed = sorted(p for p, stat in files.items()
+                     if key(p) not in known or (known[key(p)][0] != stat if hint is None else key(p) in hint))
+    per_file = {p: _identity(src, key(p), commit) for p in changed} if commit else {}
     report = ingest(url, embedder, [Path(p) for p in changed], settings,
-                    IngestOptions(source=src.name, groups=src.groups)) if changed else None
+                    IngestOptions(source=src.name, groups=src.groups, per_file=per_file)) if changed else None
     failed = {f.uri: f.reason for f in report.failures} if report else {}
+    fresh = [p for p in changed if p not in failed]
     counts = {"files": len(files), "read": len(changed), "skipped": len(files) - len(changed),
-              "added": report.added if report else 0, "updated": report.updated if report else 0,
-              "failed": len(failed), "deleted": 0}
+              "added": sum(key(p) not in known for p in fresh),
+              "updated": max(0, sum(key(p) in known for p in fresh) - (report.unchanged if report else 0)),
+              "failed": len(failed), "deleted": len(set(known) - {key(p) for p in files})}
     failures = [{"file": p, "reason": r} for p, r in sorted(failed.items())]
-    result = "ok"
+    result = "ok" if not failed else f"{len(failed)} file(s) failed; their previous documents are kept"
     with conn.transaction():
+        conn.execute("DELETE FROM source_files WHERE source = %s AND NOT (path = ANY(%s))",
+                     (src.name, sorted(key(p) for p in files)))
+        for p in fresh:
+            conn.execute("INSERT INTO source_files (source, path, size, mtime_ns, uri) VALUES (%s, %s, %s, %s, %s) "
+                         "ON CONFLICT (source, path) DO UPDATE SET size = EXCLUDED.size, mtime_ns = "
+                         "EXCLUDED.mtime_ns, uri = EXCLUDED.uri",
+                         (src.name, key(p), *files[p], per_file[p][0] if p in per_file else p))
+        stored = {r[0] for r in conn.execute("SELECT uri FROM source_files WHERE source = %s", (src.name,))}
         try:
-            counts["deleted"] = _delete_documents(conn, src.name, set(files))
+            removed = _delete_documents(conn, src.name, _as_stored(stored, settings))
         except HoldError as exc:
+            removed = 0
             result = f"deletions kept: {exc}"
-        conn.execute("DELETE FROM source_files WHERE source = %s AND NOT (path = ANY(%s))", (src.name, sorted(files)))
-        for path in changed:
-            if path not in failed:
-                size, mtime = files[path]
-                conn.execute("INSERT INTO source_files (source, path, size, mtime_ns) VALUES (%s, %s, %s, %s) "
-                             "ON CONFLICT (source, path) DO UPDATE SET size = EXCLUDED.size, "
-                             "mtime_ns = EXCLUDED.mtime_ns", (src.name, path, size, mtime))
-        if failed and result == "ok":
-            result = f"{len(failed)} file(s) failed; their previous documents are kept"
         out = SyncResult(src.name, True, result, counts, failures, time.monotonic() - started)
-        _record(conn, src, out)
-    if counts["deleted"]:
+        _record(conn, src, out, commit)
+    if removed:
         store.reweight(conn, settings.search)  # the average length moved: keep BM25 weights exact
     return out
 
 
-def _record(conn: psycopg.Connection, src: Source, res: SyncResult) -> SyncResult:
-    conn.execute("UPDATE sources SET synced_at = now(), result = %s, counts = %s, failures = %s, seconds = %s "
-                 "WHERE name = %s", (res.result, json.dumps(res.counts), json.dumps(res.failures), res.seconds,
-                                     src.name))
+def _prepare(src: Source, home: Path) -> tuple[Path, str | None, set[str] | None]:
+    """The folder to list, the commit synced (git) and, when git can tell, the paths changed since the last sync."""
+    if src.kind == "folder":
+        return Path(src.location), None, None
+    clone = clone_dir(home, src.name).resolve()
+    _, commit = checkout(src.location, src.branch, clone)
+    return clone, commit, changed_since(clone, src.commit, commit)
+
+
+def _identity(src: Source, rel: str, commit: str) -> tuple[str, dict[str, Any]]:
+    """A git file's uri (``path@commit``) and metadata (commit, path, and the web link when the host is known)."""
+    meta: dict[str, Any] = {"commit": commit, "path": rel}
+    if url := link(src.location, commit, rel):
+        meta["url"] = url
+    return f"{rel}@{commit[:12]}", meta
+
+
+def _as_stored(uris: set[str], settings: Settings) -> set[str]:
+    """URIs as the ingest stored them: it scrubs personal data from every string, paths included."""
+    return {scrub(u)[0] for u in uris} if settings.ingest.scrub_pii else uris
+
+
+def _record(conn: psycopg.Connection, src: Source, res: SyncResult, commit: str | None) -> SyncResult:
+    conn.execute("UPDATE sources SET synced_at = now(), result = %s, counts = %s, failures = %s, seconds = %s, "
+                 "commit = coalesce(%s, commit) WHERE name = %s",
+                 (res.result, json.dumps(res.counts), json.dumps(res.failures), res.seconds, commit, src.name))
     return res
 
 

@@ -18,24 +18,25 @@ sources_app = typer.Typer(help="Folders that sync: new and changed files are rea
 @sources_app.command("add")
 def add(
     name: str = typer.Argument(..., help="The source's name; its documents carry it as their source."),
-    location: str = typer.Argument(..., help="The folder to follow."),
+    location: str = typer.Argument(..., help="The folder to follow, or a git repository (a path or clone URL)."),
+    branch: str | None = typer.Option(None, "--branch", help="Git: the branch to follow (default: the remote's)."),
     groups: list[str] = typer.Option([], "--groups", help="Access groups its documents belong to (repeatable)."),
     every: str | None = typer.Option(None, "--every", help="Sync on a schedule: 15m, 2h, 1d (workers run it)."),
     include: list[str] = typer.Option([], "--include", help="Only files whose path in the folder matches (glob)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Skip files whose path in the folder matches (glob)."),
     no_sync: bool = typer.Option(False, "--no-sync", help="Register only; the first sync runs later."),
 ) -> None:
-    """Register a folder as a source and sync it once."""
+    """Register a folder or a git repository as a source and sync it once."""
     cfg = settings()
     url = open_url(cfg)
     with db.connect(url, autocommit=True) as conn:
         admin_only(cfg, conn, "adding sources")
         try:
             made = sources.add(conn, sources.Source(name, location, tuple(groups), tuple(include), tuple(exclude),
-                                                    sources.parse_every(every)))
+                                                    sources.parse_every(every), branch=branch), cfg.home)
         except sources.SourceError as exc:
             fail(str(exc))
-    out.print(f"Added source {made.name} ({made.location}).")
+    out.print(f"Added source {made.name} ({made.location}" + (f" at {made.branch}" if made.branch else "") + ").")
     if not no_sync:
         _show(sources.sync(url, load_embedder(cfg), cfg, made.name))
 
@@ -94,7 +95,7 @@ def remove(
     with db.connect(open_url(cfg), autocommit=True) as conn:
         admin_only(cfg, conn, "removing sources")
         try:
-            gone = sources.remove(conn, name, keep_documents)
+            gone = sources.remove(conn, name, keep_documents, cfg.home)
         except (sources.SourceError, HoldError) as exc:
             fail(str(exc))
     out.print(f"Removed source {name}" + ("" if keep_documents else f" and its {gone} document(s)") + ".")

@@ -154,3 +154,72 @@ def test_the_cli_adds_lists_syncs_and_removes(run, folder, conn) -> None:
     gone = run("sources", "remove", "handbook")
     assert gone.exit_code == 0 and "3 document(s)" in gone.stdout
     assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
+
+
+def _git(repo, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@example.org", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_git_source_reads_the_diff_between_commits_and_cites_path_at_commit(url, conn, embedder, settings,
+                                                                              folder) -> None:
+    _git(folder, "init", "-q", "-b", "main")
+    _git(folder, "add", "-A")
+    _git(folder, "commit", "-q", "-m", "one")
+    first_commit = _git(folder, "rev-parse", "HEAD")
+    made = sources.add(conn, sources.Source("wiki", str(folder), exclude=("drafts/*",)), settings.home)
+    conn.commit()
+    assert made.kind == "git" and made.branch == "main"
+    one = sources.sync(url, embedder, settings, "wiki")
+    assert one.ok and one.counts["added"] == 3, one
+    uris = {r[0] for r in conn.execute("SELECT uri FROM documents WHERE source = 'wiki'")}
+    assert uris == {f"{n}@{first_commit[:12]}" for n in ("vacation.md", "parking.md", "expenses.md")}
+    meta = conn.execute("SELECT metadata FROM documents WHERE uri LIKE 'vacation.md@%'").fetchone()[0]
+    assert meta["commit"] == first_commit and meta["path"] == "vacation.md"
+
+    (folder / "vacation.md").write_text(FILES["vacation.md"].replace("25", "30"))
+    (folder / "parking.md").unlink()
+    (folder / "onboarding.md").write_text("# Onboarding\n\nEvery new hire meets a buddy on their first day.\n")
+    _git(folder, "add", "-A")
+    _git(folder, "commit", "-q", "-m", "two")
+    (folder / "expenses.md").write_text("uncommitted edits are not the branch's")  # the work tree is not synced
+    two = sources.sync(url, embedder, settings, "wiki")
+    c = two.counts
+    assert (c["read"], c["skipped"], c["added"], c["updated"], c["deleted"]) == (2, 1, 1, 1, 1), c
+    assert not any(GONE in t for t in texts(conn, embedder, "visitor parking garage spaces"))
+    assert any("30 vacation days" in t for t in texts(conn, embedder, "how many vacation days"))
+    assert any("reimbursed monthly" in t for t in texts(conn, embedder, "when are travel costs reimbursed"))
+    second_commit = _git(folder, "rev-parse", "HEAD")
+    assert conn.execute("SELECT uri FROM documents WHERE uri LIKE 'vacation.md@%'").fetchone()[0] == \
+        f"vacation.md@{second_commit[:12]}"
+    assert conn.execute("SELECT count(*) FROM documents WHERE source = 'wiki'").fetchone()[0] == 3
+
+    same = sources.sync(url, embedder, settings, "wiki")  # no new commit: nothing read at all
+    assert same.ok and same.counts["read"] == 0 and same.counts["deleted"] == 0
+    row = next(r for r in sources.listing(conn) if r["name"] == "wiki")
+    assert row["commit"] == second_commit and row["kind"] == "git"
+
+
+def test_a_git_remote_that_goes_away_deletes_nothing_and_links_name_the_commit(url, conn, embedder, settings,
+                                                                               folder, tmp_path) -> None:
+    _git(folder, "init", "-q", "-b", "main")
+    _git(folder, "add", "-A")
+    _git(folder, "commit", "-q", "-m", "one")
+    sources.add(conn, sources.Source("wiki", str(folder), branch="main"), settings.home)
+    conn.commit()
+    assert sources.sync(url, embedder, settings, "wiki").counts["added"] == 4
+    shutil.move(folder, tmp_path / "moved")
+    gone = sources.sync(url, embedder, settings, "wiki")
+    assert not gone.ok and "nothing was deleted" in gone.result
+    assert conn.execute("SELECT count(*) FROM documents WHERE source = 'wiki'").fetchone()[0] == 4
+    with pytest.raises(sources.SourceError, match="could not be cloned"):
+        sources.add(conn, sources.Source("nope", str(tmp_path / "moved"), branch="no-such-branch"), settings.home)
+    from retrieval.sources_git import link
+
+    assert link("https://github.com/acme/handbook.git", "abc123", "hr/leave.md") == \
+        "https://github.com/acme/handbook/blob/abc123/hr/leave.md"
+    assert link("git@gitlab.com:acme/handbook.git", "abc123", "a.md") == \
+        "https://gitlab.com/acme/handbook/-/blob/abc123/a.md"
+    assert link("/srv/repos/handbook", "abc123", "a.md") is None

@@ -1,6 +1,7 @@
 """A folder source's syncs, side by side in one run: the first sync of N files, then a sync after 10 files changed,
 5 deleted and 5 added, then a sync with nothing changed; and the stock path for the same second step (``citewise
-ingest`` of the whole folder again, which reads and hashes every file and deletes nothing).
+ingest`` of the whole folder again, which reads and hashes every file and deletes nothing). Then the same files as
+a git source across three commits (each after the first: 10 changed, 5 deleted, 5 added).
 
     python -m evals.bench.sync --dataset ../shared/data/scifact [--files 1000]
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from core import db
@@ -36,6 +39,45 @@ def _write(folder: Path, dataset: Path, n: int, skip: int = 0) -> list[Path]:
             path.write_text(f"# {doc.get('title') or doc['_id']}\n\n{doc['text']}\n")
             paths.append(path)
     return paths
+
+
+def _commit(repo: Path, message: str) -> None:
+    for args in (["add", "-A"], ["commit", "-q", "-m", message]):
+        subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org", *args], cwd=repo,
+                       check=True)
+
+
+def _change(folder: Path, files: list[Path], dataset: Path, step: int, total: int) -> list[Path]:
+    """10 files changed, 5 deleted, 5 added; return the files still there."""
+    alive = [p for p in files if p.exists()]
+    for p in alive[:10]:
+        p.write_text(p.read_text() + f"\nRevised in step {step}.\n")
+    for p in alive[10:15]:
+        p.unlink()
+    return [p for p in alive if p.exists()] + _write(folder, dataset, 5, skip=total + 5 * step)
+
+
+def _git_source(dataset: Path, n: int, settings: Settings, embedder: LocalEmbedder) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+        files = _write(repo, dataset, n)
+        _commit(repo, "one")
+        url = isolated_database(db.database_url(settings), "citewise_bench_sync_git", fresh=True)
+        with db.connect(url, autocommit=True) as conn:
+            sources.add(conn, sources.Source("bench-git", str(repo)), Path(tmp) / "home")
+        home_settings = replace(settings, home=Path(tmp) / "home")
+        for step in range(3):
+            if step:
+                files = _change(repo, files, dataset, step, n)
+                _commit(repo, f"step {step}")
+            res = sources.sync(url, embedder, home_settings, "bench-git")
+            out[f"commit {step + 1}"] = {"seconds": round(res.seconds, 2), **res.counts}
+        out["commit 2 / commit 1"] = round(out["commit 2"]["seconds"] / out["commit 1"]["seconds"], 4)
+        out["commit 3 / commit 1"] = round(out["commit 3"]["seconds"] / out["commit 1"]["seconds"], 4)
+    return out
 
 
 def main() -> None:
@@ -78,6 +120,7 @@ def main() -> None:
     out["stock: citewise ingest of the folder again (10 changed)"] = {
         "seconds": round(stock_s, 2), "added": stock.added, "updated": stock.updated, "unchanged": stock.unchanged}
     out["deleted files' documents still stored after the syncs"] = stale
+    out["git source"] = _git_source(args.dataset, args.files, settings, embedder)
     print(json.dumps(out, indent=2))
 
 
