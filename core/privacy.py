@@ -47,9 +47,13 @@ def set_hold(conn: psycopg.Connection, *, source: str | None = None, user: str |
 
 
 def scrub_documents(conn: psycopg.Connection, document_ids: list[str]) -> int:
-    """Replace the passages of deleted documents in stored answers (turn citations, web UI source panels)."""
+    """Replace the passages of deleted documents in stored answers (turn citations, web UI source panels),
+    including answers that cited the same text under a file's earlier names (a synced file renamed)."""
     if not document_ids:
         return 0
+    document_ids = [r[0] for r in conn.execute(
+        "WITH RECURSIVE back(id) AS (SELECT unnest(%s::text[]) UNION SELECT m.old_document_id FROM chunk_moves m "
+        "JOIN back b ON m.new_document_id = b.id) SELECT id FROM back", (document_ids,))]
     n = conn.execute(
         "UPDATE turns SET citations = (SELECT jsonb_agg(CASE WHEN c->>'document_id' = ANY(%(ids)s) "
         "THEN c || jsonb_build_object('text', %(s)s::text) ELSE c END) FROM jsonb_array_elements(citations) c) "

@@ -162,16 +162,36 @@ def remove(conn: psycopg.Connection, name: str, keep_documents: bool = False, ho
     return gone
 
 
-def _delete_documents(conn: psycopg.Connection, source: str, keep_uris: set[str] | None) -> int:
-    """Delete the source's documents whose uri is not in ``keep_uris`` (all when None) and scrub them from answers."""
+def _delete_documents(conn: psycopg.Connection, source: str, keep_uris: set[str] | None,
+                      moved: frozenset[str] = frozenset()) -> int:
+    """Delete the source's documents whose uri is not in ``keep_uris`` (all when None) and scrub them from answers,
+    except those ``moved`` (renamed: their text is still there, under another name)."""
     check_source_hold(conn, source)
     if keep_uris is None:
         ids = [r[0] for r in conn.execute("DELETE FROM documents WHERE source = %s RETURNING id", (source,))]
     else:
         ids = [r[0] for r in conn.execute("DELETE FROM documents WHERE source = %s AND NOT (uri = ANY(%s)) "
                                           "RETURNING id", (source, sorted(keep_uris)))]
-    scrub_documents(conn, ids)
+    scrub_documents(conn, [i for i in ids if i not in moved])
     return len(ids)
+
+
+def _record_moves(conn: psycopg.Connection, source: str, keep_uris: set[str]) -> frozenset[str]:
+    """Documents about to go whose whole text a kept document has under another name (a renamed file): map each old
+    chunk to the new one with the same ordinal, so ratings follow the passage; return the old documents' ids."""
+    pairs = conn.execute(
+        "WITH sig AS (SELECT d.id, d.uri = ANY(%(keep)s) AS kept, "
+        "  string_agg(c.text_hash, ',' ORDER BY c.ordinal) AS sig FROM documents d JOIN chunks c "
+        "  ON c.document_id = d.id WHERE d.source = %(s)s GROUP BY d.id, d.uri) "
+        "SELECT DISTINCT ON (o.id) o.id, n.id FROM sig o JOIN sig n ON o.sig = n.sig AND NOT o.kept AND n.kept "
+        "ORDER BY o.id, n.id", {"s": source, "keep": sorted(keep_uris)}).fetchall()
+    for old, new in pairs:
+        conn.execute("INSERT INTO chunk_moves (old_id, new_id, old_document_id, new_document_id) "
+                     "SELECT o.id, n.id, o.document_id, n.document_id FROM chunks o JOIN chunks n "
+                     "ON n.document_id = %s AND n.ordinal = o.ordinal WHERE o.document_id = %s "
+                     "ON CONFLICT (old_id) DO UPDATE SET new_id = EXCLUDED.new_id, "
+                     "new_document_id = EXCLUDED.new_document_id, moved_at = now()", (new, old))
+    return frozenset(old for old, _ in pairs)
 
 
 def _selected(rel: str, src: Source) -> bool:
@@ -253,8 +273,9 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
                          "EXCLUDED.mtime_ns, uri = EXCLUDED.uri",
                          (src.name, key(p), *files[p], per_file[p][0] if p in per_file else p))
         stored = {r[0] for r in conn.execute("SELECT uri FROM source_files WHERE source = %s", (src.name,))}
+        keep = _as_stored(stored, settings)
         try:
-            removed = _delete_documents(conn, src.name, _as_stored(stored, settings))
+            removed = _delete_documents(conn, src.name, keep, _record_moves(conn, src.name, keep))
         except HoldError as exc:
             removed = 0
             result = f"deletions kept: {exc}"

@@ -223,3 +223,45 @@ def test_a_git_remote_that_goes_away_deletes_nothing_and_links_name_the_commit(u
     assert link("git@gitlab.com:acme/handbook.git", "abc123", "a.md") == \
         "https://gitlab.com/acme/handbook/-/blob/abc123/a.md"
     assert link("/srv/repos/handbook", "abc123", "a.md") is None
+
+
+def test_a_renamed_file_keeps_its_ratings_and_its_answers(url, conn, embedder, settings, folder) -> None:
+    from chat.feedback.collect import collect
+    from chat.turns.store import rate_source
+
+    sources.add(conn, sources.Source("handbook", str(folder)))
+    conn.commit()
+    sources.sync(url, embedder, settings, "handbook")
+
+    def reply(req):
+        prompt = req["messages"][-1]["content"]
+        n = next(line.split('"')[1] for line in prompt.splitlines() if 'title="Vacation"' in line)
+        return f"New employees get 25 vacation days per year [{n}]."
+
+    pool = open_pool(url, 2)
+    try:
+        with StandIn(reply) as llm:
+            svc = Services(settings, pool, embedder, load_reranker(settings.rerank),  # type: ignore[arg-type]
+                           Endpoint(llm.base_url, "k", "standin", False))
+            turn = ask(svc, Question(text="How many vacation days do new employees get?", conversation_id="c1",
+                                     channel="web", user_id="ada", scope=EVERYTHING))
+    finally:
+        pool.close()
+    cited = turn.citations[0]
+    rate_source(conn, turn.turn_id, cited.number, "up", user_id="ada", channel="web")
+    assert [p.positive for p in collect(conn).pairs] == [cited.chunk_ids[0]]
+
+    (folder / "vacation.md").rename(folder / "leave-policy.md")
+    moved = sources.sync(url, embedder, settings, "handbook")
+    assert (moved.counts["added"], moved.counts["deleted"]) == (1, 1)
+    new_chunk = conn.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+                             "WHERE d.uri LIKE '%%leave-policy.md'").fetchone()[0]
+    assert new_chunk != cited.chunk_ids[0]
+    assert [p.positive for p in collect(conn).pairs] == [new_chunk]  # the rating followed the passage
+    shown = conn.execute("SELECT citations->0->>'text' FROM turns WHERE id = %s", (turn.turn_id,)).fetchone()[0]
+    assert "25 vacation days" in shown  # the answer's source text is still there, not scrubbed as deleted
+
+    (folder / "leave-policy.md").unlink()
+    sources.sync(url, embedder, settings, "handbook")
+    shown = conn.execute("SELECT citations->0->>'text' FROM turns WHERE id = %s", (turn.turn_id,)).fetchone()[0]
+    assert "removed" in shown  # a real deletion is scrubbed from stored answers

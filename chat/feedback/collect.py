@@ -9,6 +9,7 @@ source marked bad is never a positive, whatever else the turn says. Failed turns
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -30,6 +31,20 @@ class Collected:
             bucket = int(hashlib.sha256(p.turn_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
             (held if bucket < held_out_share else train).append(p)
         return train, held
+
+
+def _moves(conn: psycopg.Connection) -> Callable[[str], str]:
+    """Where a rated chunk lives now: renamed files' chunks moved (retrieval/sources.py), followed to the end."""
+    step = dict(reads.chunk_moves(conn))
+
+    def now(chunk: str) -> str:
+        seen = {chunk}
+        while chunk in step and step[chunk] not in seen:
+            chunk = step[chunk]
+            seen.add(chunk)
+        return chunk
+
+    return now
 
 
 def collect(conn: psycopg.Connection) -> Collected:
@@ -59,13 +74,14 @@ def collect(conn: psycopg.Connection) -> Collected:
         for c in expected:
             entry["positives"].setdefault(c, "positive_golden")
             entry["negatives"].pop(c, None)
+    moved = _moves(conn)
     pairs = []
     for tid, entry in turns.items():
-        negs = tuple(entry["negatives"])
+        negs = tuple(dict.fromkeys(moved(n) for n in entry["negatives"]))
         for n_origin in entry["negatives"].values():
             counts[n_origin] += 1
         for chunk, origin in entry["positives"].items():
             counts[origin] += 1
-            pairs.append(Pair(entry["question"], chunk, negs, tid))
+            pairs.append(Pair(entry["question"], moved(chunk), negs, tid))
     counts["pairs"] = len(pairs)
     return Collected(tuple(pairs), counts)

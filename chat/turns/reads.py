@@ -49,6 +49,11 @@ def source_ratings(conn: psycopg.Connection) -> list[tuple]:
         "WHERE f.on_source AND (c->>'number')::int = f.citation").fetchall()
 
 
+def chunk_moves(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(old chunk id, new chunk id) for every passage a sync saw move to another file."""
+    return conn.execute("SELECT old_id, new_id FROM chunk_moves").fetchall()
+
+
 def rated_turns(conn: psycopg.Connection) -> list[tuple]:
     """(turn, question, retrieved, citations, latest thumb, chunks rated good, chunks rated bad) of every answered
     turn with any feedback, oldest first: what learning collects training pairs from."""
