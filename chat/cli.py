@@ -160,6 +160,10 @@ def serve(
         with services.pool.connection() as conn:
             done = apply_retention(conn, cfg.retention_days)
         out.print(f"retention {cfg.retention_days} days: {done.turns} old turns deleted")
+    from retrieval.queue import start_background_worker
+
+    if start_background_worker(services.pool.conninfo, cfg, services.embedder):
+        out.print("no ingest worker is running: this process runs one (scheduled source syncs, queued ingests)")
     host, port = host or cfg.web.host, port or cfg.web.port
     out.print(f"citewise is serving at [bold]http://{host}:{port}{UI_PATH}/[/bold]")
     if who.demo:

@@ -126,12 +126,14 @@ class QueueSettings:
     heartbeat_s: float = 10.0
     stalled_s: float = 60.0
     max_attempts: int = 3  # a job the database failed (gone, disk full) is retried this often in all
+    serve_worker: bool = True  # `citewise serve` runs one worker when no other is alive (scheduled source syncs)
 
     @classmethod
     def read(cls, env: Env) -> QueueSettings:
         queue = cls(heartbeat_s=env.float("CITEWISE_WORKER_HEARTBEAT", cls.heartbeat_s, 0.1, 3600.0),
                     stalled_s=env.float("CITEWISE_WORKER_STALLED_AFTER", cls.stalled_s, 0.5, 86_400.0),
-                    max_attempts=env.int("CITEWISE_WORKER_MAX_ATTEMPTS", cls.max_attempts, 1, 100))
+                    max_attempts=env.int("CITEWISE_WORKER_MAX_ATTEMPTS", cls.max_attempts, 1, 100),
+                    serve_worker=env.bool("CITEWISE_SERVE_WORKER", cls.serve_worker))
         if queue.stalled_s <= queue.heartbeat_s:
             raise SettingsError(f"CITEWISE_WORKER_STALLED_AFTER ({queue.stalled_s}) must be longer than "
                                 f"CITEWISE_WORKER_HEARTBEAT ({queue.heartbeat_s}), or live workers look dead")

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,8 +167,28 @@ async def _requeue_stalled(app: procrastinate.App, settings: Settings, stop: asy
             await asyncio.wait_for(stop.wait(), timeout=every)
 
 
+def alive_workers(url: str, settings: Settings) -> int:
+    """Workers whose heartbeat is fresher than the stalled bound (any machine)."""
+    ensure_schema(url)
+    with db.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > now() - "
+                            "make_interval(secs => %s)", (settings.queue.stalled_s,)).fetchone()[0]
+
+
+def start_background_worker(url: str, settings: Settings, embedder: Embedder) -> threading.Thread | None:
+    """For ``citewise serve``: one worker in a daemon thread when no other worker is alive (and
+    ``CITEWISE_SERVE_WORKER`` allows it), so scheduled source syncs and queued ingests run on the embedded default
+    too. It stops with the process; a job it held is handed on by the stalled-worker check."""
+    if not settings.queue.serve_worker or alive_workers(url, settings):
+        return None
+    thread = threading.Thread(target=run_worker, args=(url, settings, embedder), kwargs={"in_thread": True},
+                              name="citewise-worker", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_worker(url: str, settings: Settings, embedder: Embedder, *, until_empty: bool = False,
-               concurrency: int = 1) -> None:
+               concurrency: int = 1, in_thread: bool = False) -> None:
     """Process ingest jobs until stopped (SIGINT/SIGTERM finish the job in hand), or until the queue is empty."""
     ensure_schema(url)
     _state["worker"] = _Worker(url, settings, embedder)
@@ -181,7 +202,7 @@ def run_worker(url: str, settings: Settings, embedder: Embedder, *, until_empty:
                 await app.run_worker_async(queues=[QUEUE], concurrency=concurrency, wait=not until_empty,
                                            update_heartbeat_interval=settings.queue.heartbeat_s,
                                            stalled_worker_timeout=settings.queue.stalled_s,
-                                           delete_jobs="never")
+                                           delete_jobs="never", install_signal_handlers=not in_thread)
             finally:
                 stop.set()
                 await requeue

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from core import db
+from core.settings import Settings
 from retrieval import queue
 from retrieval.ingest import IngestOptions
 
@@ -164,3 +165,31 @@ def test_a_worker_syncs_a_source_when_its_schedule_is_due(url, tmp_path) -> None
     assert row["result"] == "ok" and row["documents"] == 3 and row["counts"]["added"] == 3
     assert row["next_run"] > row["synced_at"]
     assert "synced source handbook" in log.read_text()
+
+
+def test_serve_runs_a_worker_when_none_is_alive_so_scheduled_syncs_run_on_one_machine(url, tmp_path) -> None:
+    from retrieval import sources
+    from tests.helpers.serving import serve
+    from tests.helpers.standin_llm import StandIn
+
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "a.md").write_text(f"# A\n\n{topic_paragraphs(1, 1)[0]}\n")
+    with db.connect(url, autocommit=True) as conn:
+        sources.add(conn, sources.Source("handbook", str(folder), every_s=600))
+    home = tmp_path / "home"
+    home.mkdir()
+    with StandIn(lambda req: "ok") as llm, serve(home, {"CITEWISE_DATABASE_URL": url,
+                                                         "CITEWISE_LLM_BASE_URL": llm.base_url,
+                                                         "CITEWISE_LLM_MODEL": "standin", "CITEWISE_LLM_API_KEY": "x"}):
+        deadline = time.monotonic() + 120
+        row: dict = {}
+        while time.monotonic() < deadline:
+            with db.connect(url) as conn:
+                row = sources.listing(conn)[0]
+            if row["synced_at"] is not None:
+                break
+            time.sleep(1)
+        assert row["synced_at"] is not None and row["documents"] == 1, (home / "serve.log").read_text()[-3000:]
+        assert queue.alive_workers(url, Settings.from_env({})) == 1
+    assert "this process runs one" in (home / "serve.log").read_text()
