@@ -265,3 +265,16 @@ def test_a_renamed_file_keeps_its_ratings_and_its_answers(url, conn, embedder, s
     sources.sync(url, embedder, settings, "handbook")
     shown = conn.execute("SELECT citations->0->>'text' FROM turns WHERE id = %s", (turn.turn_id,)).fetchone()[0]
     assert "removed" in shown  # a real deletion is scrubbed from stored answers
+
+
+def test_admins_see_each_sources_state_under_the_welcome(url, conn, embedder, settings, folder) -> None:
+    from chat.web.render import sources_markdown
+
+    (folder / "scan.pdf").write_bytes(b"%PDF-1.4 not really a pdf")
+    sources.add(conn, sources.Source("handbook", str(folder), every_s=900))
+    conn.commit()
+    sources.sync(url, embedder, settings, "handbook")
+    shown = sources_markdown(sources.listing(conn))
+    assert "**handbook** (folder, 4 documents)" in shown and "4 added, 1 failed" in shown
+    assert "scan.pdf:" in shown and "next " in shown
+    assert sources_markdown([]) == ""

@@ -11,8 +11,9 @@ from chainlit.types import ThreadDict
 from chat.desk.frontdesk import AskRequest, Queued, Rating, Rejected, Token
 from chat.web import mount
 from chat.web.panel import Choices, PanelError, apply, defaults, widgets
-from chat.web.render import answer_markdown, chip, source_page, welcome_markdown
-from retrieval import store
+from chat.web.render import answer_markdown, chip, source_page, sources_markdown, welcome_markdown
+from core import access
+from retrieval import sources, store
 
 _CHOICES = "choices"
 
@@ -43,7 +44,10 @@ async def _profiles(user: cl.User | None) -> list[cl.ChatProfile]:
         desk = mount.current().desk
         scope = desk.scope_of(user.identifier if user else None)
         with desk.services.pool.connection() as conn:
-            return welcome_markdown(store.corpus_summary(conn, scope))
+            text = welcome_markdown(store.corpus_summary(conn, scope))
+            if user and access.resolve(conn, user.identifier).admin:
+                text += sources_markdown(sources.listing(conn))
+            return text
     return [cl.ChatProfile(name="citewise", markdown_description=await asyncio.to_thread(read),
                            icon="/public/favicon.svg", default=True)]
 

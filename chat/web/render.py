@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 
 from chat.engine.citations import cited_numbers
 from chat.types import Answer, Citation
@@ -113,4 +114,21 @@ def welcome_markdown(corpus: list[tuple[str, int, datetime | None]]) -> str:
         lines.append(f"- and {len(corpus) - 8} more sources")
     lines += ["", "When they do not answer a question, citewise says so and shows the closest passages. The "
               "settings (the gear beside the input) filter by source, author, date and tags."]
+    return "\n".join(lines)
+
+
+def sources_markdown(rows: list[dict]) -> str:
+    """For admins, under the welcome: each synced source's last sync, its result and what it changed
+    (``retrieval.sources.listing``), so a failing folder or remote is seen where people already look."""
+    if not rows:
+        return ""
+    lines = ["", "", "**Synced sources** (admins see this):", ""]
+    for r in rows:
+        c = r["counts"] or {}
+        when = f"{r['synced_at']:%Y-%m-%d %H:%M} UTC" if r["synced_at"] else "never synced"
+        nxt = f"; next {r['next_run']:%H:%M} UTC" if r["next_run"] else ""
+        changed = ", ".join(f"{c[k]} {k}" for k in ("added", "updated", "deleted", "failed") if c.get(k))
+        lines.append(f"- **{escape(r['name'])}** ({r['kind']}, {r['documents']} documents): {when}, "
+                     f"{escape(r['result'] or 'not yet run')}{' (' + changed + ')' if changed else ''}{nxt}")
+        lines += [f"  - {escape(Path(f['file']).name)}: {escape(f['reason'])}" for f in (r["failures"] or [])[:5]]
     return "\n".join(lines)
