@@ -160,10 +160,6 @@ def serve(
         with services.pool.connection() as conn:
             done = apply_retention(conn, cfg.retention_days)
         out.print(f"retention {cfg.retention_days} days: {done.turns} old turns deleted")
-    from retrieval.queue import start_background_worker
-
-    if start_background_worker(services.pool.conninfo, cfg, services.embedder):
-        out.print("no ingest worker is running: this process runs one (scheduled source syncs, queued ingests)")
     host, port = host or cfg.web.host, port or cfg.web.port
     out.print(f"citewise is serving at [bold]http://{host}:{port}{UI_PATH}/[/bold]")
     if who.demo:
@@ -171,6 +167,10 @@ def serve(
                   f"(kept in {cfg.home / 'web' / 'demo-password'}; set CITEWISE_WEB_USERS for real users)")
     else:
         out.print(f"users: {', '.join(sorted(who.passwords))} (from CITEWISE_WEB_USERS)")
+    from retrieval.queue import start_background_worker
+
+    if start_background_worker(services.pool.conninfo, cfg, services.embedder):
+        out.print("source syncs and queued ingests run in this process (no other worker is alive)")
     try:
         run_server(services, host, port, os.environ)
     except SettingsError as exc:

@@ -192,4 +192,4 @@ def test_serve_runs_a_worker_when_none_is_alive_so_scheduled_syncs_run_on_one_ma
             time.sleep(1)
         assert row["synced_at"] is not None and row["documents"] == 1, (home / "serve.log").read_text()[-3000:]
         assert queue.alive_workers(url, Settings.from_env({})) == 1
-    assert "this process runs one" in (home / "serve.log").read_text()
+    assert "run in this process" in (home / "serve.log").read_text()
