@@ -21,7 +21,9 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,15 @@ from retrieval.ingest import IngestOptions, ingest
 from retrieval.loaders import iter_files
 from retrieval.pii import scrub
 from retrieval.sources_git import GitError, changed_since, checkout, is_git_location, link
+from retrieval.sources_slack import (
+    SlackSourceError,
+    channel_group,
+    list_threads,
+    slack_channel,
+    slack_client,
+    sync_members,
+    write_threads,
+)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _EVERY = re.compile(r"^(\d+)\s*([smhd])$")
@@ -91,7 +102,13 @@ def add(conn: psycopg.Connection, source: Source, home: Path | None = None) -> S
     if conn.execute("SELECT 1 FROM sources WHERE name = %s", (source.name,)).fetchone():
         raise SourceError(f"a source named {source.name!r} exists; remove it first (citewise sources remove "
                           f"{source.name}) or pick another name")
-    if source.branch or is_git_location(source.location):
+    if source.location.startswith("slack:"):
+        try:
+            made = replace(source, location=f"slack:{slack_channel(source.location)}", kind="slack")
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
+        prefix = f"slack://{slack_channel(source.location)}/%"
+    elif source.branch or is_git_location(source.location):
         local = Path(source.location).expanduser()
         location = str(local.resolve()) if local.exists() else source.location
         try:
@@ -238,40 +255,58 @@ def sync(url: str, embedder: Embedder, settings: Settings, name: str) -> SyncRes
             conn.execute("SELECT pg_advisory_unlock(hashtext('citewise-source:' || %s))", (name,))
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """What a sync compares with what is stored: each item's key and its "stat" (for files: size and modification
+    time; for Slack threads: replies and the last reply's time), the commit synced (git), the keys git says
+    changed, and how to turn the keys to read into files for the ingest pipeline."""
+
+    stats: dict[str, tuple[int, int]]
+    materialize: Callable[[list[str], Path], dict[str, Path]]
+    commit: str | None = None
+    hint: set[str] | None = None
+    identity: Callable[[str], tuple[str, dict[str, Any]]] | None = None
+    groups: tuple[str, ...] = ()
+
+
 def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, settings: Settings, src: Source,
                  started: float) -> SyncResult:
-    try:
-        root, commit, hint = _prepare(src, settings.home)
-        files = scan(src, root)
-    except SourceError as exc:
-        return _record(conn, src, SyncResult(src.name, False, str(exc), {}, [], time.monotonic() - started), None)
-    except GitError as exc:
-        return _record(conn, src, SyncResult(src.name, False, f"{src.location} is not reachable ({exc}); nothing "
-                                             "was deleted", {}, [], time.monotonic() - started), None)
-    key = (lambda p: str(p)) if src.kind == "folder" else (lambda p: Path(os.path.relpath(p, root)).as_posix())
+    def failed_run(why: str) -> SyncResult:
+        return _record(conn, src, SyncResult(src.name, False, why, {}, [], time.monotonic() - started), None)
+
     known = {k: ((s, m), u) for k, s, m, u in conn.execute(
         "SELECT path, size, mtime_ns, uri FROM source_files WHERE source = %s", (src.name,))}
-    changed = sorted(p for p, stat in files.items()
-                     if key(p) not in known or (known[key(p)][0] != stat if hint is None else key(p) in hint))
-    per_file = {p: _identity(src, key(p), commit) for p in changed} if commit else {}
-    report = ingest(url, embedder, [Path(p) for p in changed], settings,
-                    IngestOptions(source=src.name, groups=src.groups, per_file=per_file)) if changed else None
-    failed = {f.uri: f.reason for f in report.failures} if report else {}
-    fresh = [p for p in changed if p not in failed]
-    counts = {"files": len(files), "read": len(changed), "skipped": len(files) - len(changed),
-              "added": sum(key(p) not in known for p in fresh),
-              "updated": max(0, sum(key(p) in known for p in fresh) - (report.unchanged if report else 0)),
-              "failed": len(failed), "deleted": len(set(known) - {key(p) for p in files})}
-    failures = [{"file": p, "reason": r} for p, r in sorted(failed.items())]
+    with tempfile.TemporaryDirectory(prefix="citewise-sync-") as tmp:
+        try:
+            seen = _list(conn, src, settings)
+            changed = sorted(k for k, stat in seen.stats.items() if k not in known or (
+                known[k][0] != stat if seen.hint is None else k in seen.hint))
+            paths = seen.materialize(changed, Path(tmp))
+        except SourceError as exc:
+            return failed_run(str(exc))
+        except (GitError, SlackSourceError) as exc:
+            return failed_run(f"{src.location} is not reachable ({exc}); nothing was deleted")
+        per_file = {str(paths[k]): seen.identity(k) for k in changed} if seen.identity else {}
+        report = ingest(url, embedder, [paths[k] for k in changed], settings,
+                        IngestOptions(source=src.name, groups=tuple(dict.fromkeys(src.groups + seen.groups)),
+                                      per_file=per_file)) if changed else None
+    by_path = {str(paths[k]): k for k in changed}
+    failed = {by_path.get(f.uri, f.uri): f.reason for f in report.failures} if report else {}
+    fresh = [k for k in changed if k not in failed]
+    counts = {"files": len(seen.stats), "read": len(changed), "skipped": len(seen.stats) - len(changed),
+              "added": sum(k not in known for k in fresh),
+              "updated": max(0, sum(k in known for k in fresh) - (report.unchanged if report else 0)),
+              "failed": len(failed), "deleted": len(set(known) - set(seen.stats))}
+    failures = [{"file": k, "reason": r} for k, r in sorted(failed.items())]
     result = "ok" if not failed else f"{len(failed)} file(s) failed; their previous documents are kept"
     with conn.transaction():
         conn.execute("DELETE FROM source_files WHERE source = %s AND NOT (path = ANY(%s))",
-                     (src.name, sorted(key(p) for p in files)))
-        for p in fresh:
+                     (src.name, sorted(seen.stats)))
+        for k in fresh:
             conn.execute("INSERT INTO source_files (source, path, size, mtime_ns, uri) VALUES (%s, %s, %s, %s, %s) "
                          "ON CONFLICT (source, path) DO UPDATE SET size = EXCLUDED.size, mtime_ns = "
                          "EXCLUDED.mtime_ns, uri = EXCLUDED.uri",
-                         (src.name, key(p), *files[p], per_file[p][0] if p in per_file else p))
+                         (src.name, k, *seen.stats[k], per_file[str(paths[k])][0] if per_file else str(paths[k])))
         stored = {r[0] for r in conn.execute("SELECT uri FROM source_files WHERE source = %s", (src.name,))}
         keep = _as_stored(stored, settings)
         try:
@@ -280,19 +315,35 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
             removed = 0
             result = f"deletions kept: {exc}"
         out = SyncResult(src.name, True, result, counts, failures, time.monotonic() - started)
-        _record(conn, src, out, commit)
+        _record(conn, src, out, seen.commit)
     if removed:
         store.reweight(conn, settings.search)  # the average length moved: keep BM25 weights exact
     return out
 
 
-def _prepare(src: Source, home: Path) -> tuple[Path, str | None, set[str] | None]:
-    """The folder to list, the commit synced (git) and, when git can tell, the paths changed since the last sync."""
+def _list(conn: psycopg.Connection, src: Source, settings: Settings) -> _Listing:
+    """The source's items now: a folder's files (keyed by absolute path), a git branch's files at its head (keyed
+    by path in the repository), a Slack channel's threads (keyed by channel and thread)."""
+    if src.kind == "slack":
+        return _slack_listing(conn, src, settings)
     if src.kind == "folder":
-        return Path(src.location), None, None
-    clone = clone_dir(home, src.name).resolve()
+        files = scan(src, Path(src.location))
+        return _Listing(files, lambda keys, _tmp: {k: Path(k) for k in keys})
+    clone = clone_dir(settings.home, src.name).resolve()
     _, commit = checkout(src.location, src.branch, clone)
-    return clone, commit, changed_since(clone, src.commit, commit)
+    files = {Path(os.path.relpath(p, clone)).as_posix(): stat for p, stat in scan(src, clone).items()}
+    return _Listing(files, lambda keys, _tmp: {k: clone / k for k in keys}, commit,
+                    changed_since(clone, src.commit, commit), lambda k: _identity(src, k, commit))
+
+
+def _slack_listing(conn: psycopg.Connection, src: Source, settings: Settings) -> _Listing:
+    channel = slack_channel(src.location)
+    client = slack_client(settings)
+    threads = list_threads(client, channel)
+    sync_members(conn, channel, client)
+    return _Listing({k: t.stat for k, t in threads.items()},
+                    lambda keys, tmp: write_threads(client, channel, keys, tmp),
+                    identity=lambda k: threads[k].identity, groups=(channel_group(channel),))
 
 
 def _identity(src: Source, rel: str, commit: str) -> tuple[str, dict[str, Any]]:

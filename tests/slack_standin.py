@@ -20,6 +20,9 @@ class SlackStandIn:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # channel history for Slack sources: {channel: {"threads": {ts: [parent, *replies]}, "members": [...]}}
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.page_size = 2  # small pages, so callers must follow next_cursor as they must with Slack
 
     @property
     def base_url(self) -> str:
@@ -64,9 +67,29 @@ class SlackStandIn:
             return {"ok": True, "channel": p.get("channel"), "ts": p.get("ts"), "text": p.get("text")}
         if method == "views.open":
             return {"ok": True, "view": {"id": "V1", **(p.get("view") or {})}}
+        if method in ("conversations.history", "conversations.members") or (
+                method == "conversations.replies" and p.get("channel") in self.channels):
+            return self._channel(method, p)
         if method == "conversations.replies":
             return {"ok": True, "messages": [], "has_more": False}
         return {"ok": False, "error": "unknown_method"}
+
+    def _channel(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
+        ch = self.channels.get(p.get("channel", ""))
+        if ch is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if method == "conversations.history":
+            items, key = [dict(t[0], reply_count=len(t) - 1, **({"latest_reply": t[-1]["ts"]} if len(t) > 1 else {}))
+                          for _, t in sorted(ch["threads"].items(), reverse=True)], "messages"
+        elif method == "conversations.members":
+            items, key = list(ch["members"]), "members"
+        else:
+            items, key = list(ch["threads"].get(p.get("ts"), [])), "messages"
+        start = int(p.get("cursor") or 0)
+        page = items[start:start + self.page_size]
+        more = start + self.page_size < len(items)
+        return {"ok": True, key: page, "has_more": more,
+                "response_metadata": {"next_cursor": str(start + self.page_size) if more else ""}}
 
     def _handler(self):
         standin = self

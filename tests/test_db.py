@@ -18,7 +18,7 @@ def test_migrations_are_recorded_and_idempotent(url) -> None:
     assert db.migrate(url) == []
     with psycopg.connect(url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [n for n, _, _ in db._migrations()] == list(range(1, 17))
+        assert versions == [n for n, _, _ in db._migrations()] == list(range(1, 18))
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"documents", "chunks", "keyword_df", "keyword_stats", "embedding_config", "turns", "feedback",
             "ui_users", "ui_threads", "ui_steps", "ui_elements", "slack_events", "golden_cases", "app_users",
