@@ -278,3 +278,15 @@ def test_admins_see_each_sources_state_under_the_welcome(url, conn, embedder, se
     assert "**handbook** (folder, 4 documents)" in shown and "4 added, 1 failed" in shown
     assert "scan.pdf:" in shown and "next " in shown
     assert sources_markdown([]) == ""
+
+
+def test_one_sync_of_a_source_at_a_time_across_processes(url, conn, embedder, settings, folder) -> None:
+    import psycopg
+
+    sources.add(conn, sources.Source("handbook", str(folder)))
+    conn.commit()
+    with psycopg.connect(url, autocommit=True) as other:  # another machine's sync, holding the source's lock
+        other.execute("SELECT pg_advisory_lock(hashtext('citewise-source:' || 'handbook'))")
+        with pytest.raises(sources.SourceError, match="already running"):
+            sources.sync(url, embedder, settings, "handbook")
+    assert sources.sync(url, embedder, settings, "handbook").ok  # the lock went with its session
