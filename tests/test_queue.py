@@ -138,6 +138,19 @@ def test_a_worker_killed_mid_document_leaves_no_half_document_and_its_job_is_ret
         assert_keyword_stats_exact(conn)
 
 
+def _first_synced_source(url: str, timeout: float) -> dict:
+    """The first source's row once it has synced (or as it is when ``timeout`` runs out)."""
+    from retrieval import sources
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.connect(url) as conn:
+            row = sources.listing(conn)[0]
+        if row["synced_at"] is not None or time.monotonic() > deadline:
+            return row
+        time.sleep(1)
+
+
 def test_a_worker_syncs_a_source_when_its_schedule_is_due(url, tmp_path) -> None:
     from retrieval import sources
 
@@ -150,14 +163,7 @@ def test_a_worker_syncs_a_source_when_its_schedule_is_due(url, tmp_path) -> None
     log = tmp_path / "w.log"
     worker = _worker(url, tmp_path / "home", log)
     try:
-        deadline = time.monotonic() + 150  # the periodic deferrer ticks each minute
-        row: dict = {}
-        while time.monotonic() < deadline:
-            with db.connect(url) as conn:
-                row = sources.listing(conn)[0]
-            if row["synced_at"] is not None:
-                break
-            time.sleep(2)
+        row = _first_synced_source(url, 150)  # the periodic deferrer ticks each minute
     finally:
         worker.send_signal(signal.SIGINT)
         worker.wait(timeout=60)
@@ -182,14 +188,7 @@ def test_serve_runs_a_worker_when_none_is_alive_so_scheduled_syncs_run_on_one_ma
     with StandIn(lambda req: "ok") as llm, serve(home, {"CITEWISE_DATABASE_URL": url,
                                                          "CITEWISE_LLM_BASE_URL": llm.base_url,
                                                          "CITEWISE_LLM_MODEL": "standin", "CITEWISE_LLM_API_KEY": "x"}):
-        deadline = time.monotonic() + 120
-        row: dict = {}
-        while time.monotonic() < deadline:
-            with db.connect(url) as conn:
-                row = sources.listing(conn)[0]
-            if row["synced_at"] is not None:
-                break
-            time.sleep(1)
+        row = _first_synced_source(url, 120)
         assert row["synced_at"] is not None and row["documents"] == 1, (home / "serve.log").read_text()[-3000:]
         assert queue.alive_workers(url, Settings.from_env({})) == 1
     assert "run in this process" in (home / "serve.log").read_text()
