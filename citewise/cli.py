@@ -8,6 +8,7 @@ import typer
 
 from chat import cli as chat_cli
 from chat.feedback import cli as feedback_cli
+from chat.slack import source as _slack_source  # noqa: F401 (registers Slack channels as a kind of source)
 from core import admin_cli
 from core import cli as core_cli
 from evals.cli import eval_app

@@ -39,15 +39,6 @@ from retrieval.ingest import IngestOptions, ingest
 from retrieval.loaders import iter_files
 from retrieval.pii import scrub
 from retrieval.sources_git import GitError, changed_since, checkout, is_git_location, link
-from retrieval.sources_slack import (
-    SlackSourceError,
-    channel_group,
-    list_threads,
-    slack_channel,
-    slack_client,
-    sync_members,
-    write_threads,
-)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _EVERY = re.compile(r"^(\d+)\s*([smhd])$")
@@ -102,12 +93,14 @@ def add(conn: psycopg.Connection, source: Source, home: Path | None = None) -> S
     if conn.execute("SELECT 1 FROM sources WHERE name = %s", (source.name,)).fetchone():
         raise SourceError(f"a source named {source.name!r} exists; remove it first (citewise sources remove "
                           f"{source.name}) or pick another name")
-    if source.location.startswith("slack:"):
+    other = next((k for k in KINDS.values() if source.location.startswith(k.prefix)), None)
+    if other is not None:
         try:
-            made = replace(source, location=f"slack:{slack_channel(source.location)}", kind="slack")
+            location = other.canonical(source.location)
         except ValueError as exc:
             raise SourceError(str(exc)) from None
-        prefix = f"slack://{slack_channel(source.location)}/%"
+        made = replace(source, location=location, kind=other.name)
+        prefix = other.uri_prefix(location) + "%"
     elif source.branch or is_git_location(source.location):
         local = Path(source.location).expanduser()
         location = str(local.resolve()) if local.exists() else source.location
@@ -255,10 +248,14 @@ def sync(url: str, embedder: Embedder, settings: Settings, name: str) -> SyncRes
             conn.execute("SELECT pg_advisory_unlock(hashtext('citewise-source:' || %s))", (name,))
 
 
+class SourceUnreachable(RuntimeError):
+    """A kind's remote refused or could not be reached; nothing is deleted."""
+
+
 @dataclass(frozen=True)
-class _Listing:
+class Listing:
     """What a sync compares with what is stored: each item's key and its "stat" (for files: size and modification
-    time; for Slack threads: replies and the last reply's time), the commit synced (git), the keys git says
+    time; for a chat channel's threads: replies and the last reply's time), the commit synced (git), the keys git says
     changed, and how to turn the keys to read into files for the ingest pipeline."""
 
     stats: dict[str, tuple[int, int]]
@@ -284,7 +281,7 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
             paths = seen.materialize(changed, Path(tmp))
         except SourceError as exc:
             return failed_run(str(exc))
-        except (GitError, SlackSourceError) as exc:
+        except (GitError, SourceUnreachable) as exc:
             return failed_run(f"{src.location} is not reachable ({exc}); nothing was deleted")
         per_file = {str(paths[k]): seen.identity(k) for k in changed} if seen.identity else {}
         report = ingest(url, embedder, [paths[k] for k in changed], settings,
@@ -321,29 +318,19 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
     return out
 
 
-def _list(conn: psycopg.Connection, src: Source, settings: Settings) -> _Listing:
+def _list(conn: psycopg.Connection, src: Source, settings: Settings) -> Listing:
     """The source's items now: a folder's files (keyed by absolute path), a git branch's files at its head (keyed
-    by path in the repository), a Slack channel's threads (keyed by channel and thread)."""
-    if src.kind == "slack":
-        return _slack_listing(conn, src, settings)
+    by path in the repository), or what a kind registered by another layer lists (a chat channel's threads)."""
+    if src.kind in KINDS:
+        return KINDS[src.kind].listing(conn, src, settings)
     if src.kind == "folder":
         files = scan(src, Path(src.location))
-        return _Listing(files, lambda keys, _tmp: {k: Path(k) for k in keys})
+        return Listing(files, lambda keys, _tmp: {k: Path(k) for k in keys})
     clone = clone_dir(settings.home, src.name).resolve()
     _, commit = checkout(src.location, src.branch, clone)
     files = {Path(os.path.relpath(p, clone)).as_posix(): stat for p, stat in scan(src, clone).items()}
-    return _Listing(files, lambda keys, _tmp: {k: clone / k for k in keys}, commit,
+    return Listing(files, lambda keys, _tmp: {k: clone / k for k in keys}, commit,
                     changed_since(clone, src.commit, commit), lambda k: _identity(src, k, commit))
-
-
-def _slack_listing(conn: psycopg.Connection, src: Source, settings: Settings) -> _Listing:
-    channel = slack_channel(src.location)
-    client = slack_client(settings)
-    threads = list_threads(client, channel)
-    sync_members(conn, channel, client)
-    return _Listing({k: t.stat for k, t in threads.items()},
-                    lambda keys, tmp: write_threads(client, channel, keys, tmp),
-                    identity=lambda k: threads[k].identity, groups=(channel_group(channel),))
 
 
 def _identity(src: Source, rel: str, commit: str) -> tuple[str, dict[str, Any]]:
@@ -364,6 +351,26 @@ def _record(conn: psycopg.Connection, src: Source, res: SyncResult, commit: str 
                  "commit = coalesce(%s, commit) WHERE name = %s",
                  (res.result, json.dumps(res.counts), json.dumps(res.failures), res.seconds, commit, src.name))
     return res
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of source that a layer above adds (a chat door adds its channels): locations
+    starting with ``prefix`` are its own; ``canonical`` checks and normalises one (ValueError with the fix);
+    ``uri_prefix`` is what its documents' uris start with; ``listing`` lists its items for a sync."""
+
+    name: str
+    prefix: str
+    canonical: Callable[[str], str]
+    uri_prefix: Callable[[str], str]
+    listing: Callable[[psycopg.Connection, Source, Settings], Listing]
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> None:
+    KINDS[kind.name] = kind
 
 
 def due(conn: psycopg.Connection) -> list[str]:

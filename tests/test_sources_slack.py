@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from chat.slack import source as _slack_source  # noqa: F401 (registers the kind)
 from core import access
 from retrieval import sources
 from retrieval.filters import Scope

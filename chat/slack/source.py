@@ -1,6 +1,6 @@
 """Slack channel history as a source: each thread of a channel is one document, synced by the same machinery as
-folders (retrieval/sources.py) through the Slack Web API (``SLACK_BOT_TOKEN``; ``CITEWISE_SLACK_API_URL`` points
-it elsewhere, as the tests do at a local stand-in).
+folders (retrieval/sources.py, where this module registers the kind ``slack``) through the Slack Web API
+(``SLACK_BOT_TOKEN``; ``CITEWISE_SLACK_API_URL`` points it elsewhere, as the tests do at a local stand-in).
 
 A thread's "stat" is its reply count and the time of its last reply or edit, read from ``conversations.history``
 alone, so an unchanged thread costs no further call; a new or changed one is read whole with
@@ -21,12 +21,13 @@ from typing import Any
 import psycopg
 
 from core.settings import Settings
+from retrieval.sources import Kind, Listing, Source, SourceUnreachable, register
 
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,30}$")
 _SKIPPED = {"channel_join", "channel_leave", "channel_topic", "channel_purpose", "channel_name", "bot_add"}
 
 
-class SlackSourceError(RuntimeError):
+class SlackSourceError(SourceUnreachable):
     """The Slack Web API refused or could not be reached; the message carries Slack's error."""
 
 
@@ -121,3 +122,18 @@ def sync_members(conn: psycopg.Connection, channel: str, client: Any) -> None:
             conn.execute("INSERT INTO app_users (name, groups) VALUES (%s, ARRAY[%s]) ON CONFLICT (name) DO UPDATE "
                          "SET groups = CASE WHEN %s = ANY(app_users.groups) THEN app_users.groups "
                          "ELSE array_append(app_users.groups, %s::text) END", (user, group, group, group))
+
+
+def listing(conn: psycopg.Connection, src: Source, settings: Settings) -> Listing:
+    """The channel's threads for a sync; the channel's members become its group's members first."""
+    channel = slack_channel(src.location)
+    client = slack_client(settings)
+    threads = list_threads(client, channel)
+    sync_members(conn, channel, client)
+    return Listing({k: t.stat for k, t in threads.items()},
+                   lambda keys, tmp: write_threads(client, channel, keys, tmp),
+                   identity=lambda k: threads[k].identity, groups=(channel_group(channel),))
+
+
+register(Kind("slack", "slack:", lambda loc: f"slack:{slack_channel(loc)}",
+              lambda loc: f"slack://{slack_channel(loc)}/", listing))
