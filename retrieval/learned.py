@@ -58,14 +58,17 @@ def save(conn: psycopg.Connection, base_model: str, weights: np.ndarray | Adapte
 _CACHE: dict[tuple[str, int, str], Adapter] = {}
 
 
-def load(conn: psycopg.Connection, version: int) -> Adapter:
+def load(conn: psycopg.Connection, version: int, created_at: str | None = None) -> Adapter:
     """A stored version, cached: a version's weights never change. The key holds the database and the row's
     creation time besides the id, because one process may read several databases (the evals' copies, a restored
-    backup, the tests' freshly emptied ones) whose ids start again at 1."""
-    row = conn.execute("SELECT created_at::text FROM retrievers WHERE id = %s", (version,)).fetchone()
-    if row is None:
-        raise LearnError(f"no learned retriever version {version}; `citewise learn --status` lists them")
-    key = (f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}", version, row[0])
+    backup, the tests' freshly emptied ones) whose ids start again at 1. A caller that read the creation time with
+    the id passes it, saving a query per search."""
+    if created_at is None:
+        row = conn.execute("SELECT created_at::text FROM retrievers WHERE id = %s", (version,)).fetchone()
+        if row is None:
+            raise LearnError(f"no learned retriever version {version}; `citewise learn --status` lists them")
+        created_at = row[0]
+    key = (f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}", version, created_at)
     if key not in _CACHE:
         base, dim, blob, extra = conn.execute("SELECT base_model, dim, weights, extra FROM retrievers WHERE id = %s",
                                               (version,)).fetchone()
@@ -94,8 +97,8 @@ def resolve(conn: psycopg.Connection, which: str) -> Adapter | None:
 def active(conn: psycopg.Connection) -> Adapter | None:
     """The version searches use now, or None (the base model). One indexed row: cheap enough per search, and a
     promotion or rollback by any process takes effect on every server at its next search."""
-    row = conn.execute("SELECT id FROM retrievers WHERE status = 'active'").fetchone()
-    return load(conn, row[0]) if row else None
+    row = conn.execute("SELECT id, created_at::text FROM retrievers WHERE status = 'active'").fetchone()
+    return load(conn, row[0], row[1]) if row else None
 
 
 def activate(conn: psycopg.Connection, version: int) -> None:
