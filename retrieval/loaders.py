@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,8 +53,9 @@ class Limits:
     memory_mb: float = 1024.0
 
 
-def iter_files(paths: list[Path]) -> Iterator[Path | LoadFailure]:
-    """Every file under ``paths`` (recursively, symlink loops safe, hidden entries skipped), sorted."""
+def iter_files(paths: list[Path], on_error: Callable[[OSError], None] | None = None) -> Iterator[Path | LoadFailure]:
+    """Every file under ``paths`` (recursively, symlink loops safe, hidden entries skipped), sorted. A folder that
+    cannot be listed is skipped unless ``on_error`` raises (a synced source must not read it as emptied)."""
     for root in paths:
         if not root.exists():
             yield LoadFailure(str(root), "no such file or directory")
@@ -63,7 +64,7 @@ def iter_files(paths: list[Path]) -> Iterator[Path | LoadFailure]:
             yield root
             continue
         seen: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=on_error):
             st = os.stat(dirpath)
             if (st.st_dev, st.st_ino) in seen:
                 dirnames[:] = []

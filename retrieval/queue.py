@@ -37,6 +37,7 @@ from retrieval.loaders import LoadFailure, iter_files
 QUEUE = "ingest"
 TASK = "citewise.ingest_file"
 SYNC_TASK = "citewise.sync_due_sources"
+SYNC_QUEUE = "sources"  # its own queue: the ingest queue's counts stay the files', and a worker serves both
 _LOCK_SCHEMA = 8317003
 log = logging.getLogger("citewise.worker")
 
@@ -91,6 +92,9 @@ def sync_due_sources(timestamp: int) -> None:
         except sources.SourceError as exc:
             log.info("source %s skipped: %s", name, exc)
             continue
+        except Exception:  # one source's failure (the database went away mid-sync) must not starve the others
+            log.exception("source %s failed to sync; it is tried again at its next turn", name)
+            continue
         print(f"worker {os.getpid()} synced source {name}: {res.result} {res.counts}", flush=True)
 
 
@@ -101,7 +105,7 @@ def make_app(url: str, max_attempts: int = 3) -> procrastinate.App:
     retry = procrastinate.RetryStrategy(max_attempts=max_attempts, wait=2,
                                         retry_exceptions={IngestStopped, psycopg.OperationalError})
     app.task(name=TASK, queue=QUEUE, retry=retry)(ingest_file)
-    sync_task = app.task(name=SYNC_TASK, queue=QUEUE, queueing_lock=SYNC_TASK)(sync_due_sources)
+    sync_task = app.task(name=SYNC_TASK, queue=SYNC_QUEUE, queueing_lock=SYNC_TASK)(sync_due_sources)
     app.periodic(cron="* * * * *", periodic_id="sources")(sync_task)
     return app
 
@@ -158,8 +162,9 @@ async def _requeue_stalled(app: procrastinate.App, settings: Settings, stop: asy
     """Put back the jobs of workers silent for too long (killed, or their machine lost)."""
     every = max(settings.queue.heartbeat_s, 0.5)
     while not stop.is_set():
-        for job in await app.job_manager.get_stalled_jobs(queue=QUEUE,
-                                                          seconds_since_heartbeat=settings.queue.stalled_s):
+        stalled = [job for q in (QUEUE, SYNC_QUEUE) for job in await app.job_manager.get_stalled_jobs(
+            queue=q, seconds_since_heartbeat=settings.queue.stalled_s)]
+        for job in stalled:  # a sync job left "doing" would also hold its queueing lock, stopping every schedule
             log.warning("job %s (%s) was left by a silent worker; queued again", job.id, job.task_kwargs.get("path"))
             print(f"worker {os.getpid()} requeued stalled job {job.id} ({job.task_kwargs.get('path')})", flush=True)
             await app.job_manager.retry_job(job)
@@ -199,7 +204,7 @@ def run_worker(url: str, settings: Settings, embedder: Embedder, *, until_empty:
         async with app.open_async():
             requeue = asyncio.create_task(_requeue_stalled(app, settings, stop))
             try:
-                await app.run_worker_async(queues=[QUEUE], concurrency=concurrency, wait=not until_empty,
+                await app.run_worker_async(queues=[QUEUE, SYNC_QUEUE], concurrency=concurrency, wait=not until_empty,
                                            update_heartbeat_interval=settings.queue.heartbeat_s,
                                            stalled_worker_timeout=settings.queue.stalled_s,
                                            delete_jobs="never", install_signal_handlers=not in_thread)

@@ -16,6 +16,7 @@ deletes nothing: the sync records why and the documents stay. One sync per sourc
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -23,7 +24,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from retrieval.loaders import iter_files
 from retrieval.pii import scrub
 from retrieval.sources_git import GitError, changed_since, checkout, is_git_location, link
 
+_RETRY = -1  # a source_files row's mtime_ns when its last read failed: read it again
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _EVERY = re.compile(r"^(\d+)\s*([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -156,20 +158,37 @@ def listing(conn: psycopg.Connection) -> list[dict[str, Any]]:
             "failures", "seconds", "documents", "next_run")
     out = [dict(zip(keys, r, strict=True)) for r in rows]
     for row in out:  # a clone URL may carry a token: never show it
-        row["location"] = re.sub(r"(://)[^/@]+@", r"\1***@", row["location"])
+        row["location"] = masked(row["location"])
     return out
+
+
+def masked(text: str) -> str:
+    """``https://user:token@host/…`` → ``https://***@host/…`` wherever it appears (locations, git's messages)."""
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", text)
 
 
 def remove(conn: psycopg.Connection, name: str, keep_documents: bool = False, home: Path | None = None) -> int:
     """Forget a source and (unless ``keep_documents``) delete its documents, in one transaction, and this
     machine's clone of a git source; return how many documents went."""
     src = get(conn, name)
-    with conn.transaction():
-        gone = 0 if keep_documents else _delete_documents(conn, name, None)
-        conn.execute("DELETE FROM sources WHERE name = %s", (name,))
-    if src.kind == "git" and home is not None:
-        shutil.rmtree(clone_dir(home, name), ignore_errors=True)
+    with _locked(conn, name):
+        with conn.transaction():
+            gone = 0 if keep_documents else _delete_documents(conn, name, None)
+            conn.execute("DELETE FROM sources WHERE name = %s", (name,))
+        if src.kind == "git" and home is not None:
+            shutil.rmtree(clone_dir(home, name), ignore_errors=True)
     return gone
+
+
+@contextlib.contextmanager
+def _locked(conn: psycopg.Connection, name: str) -> Iterator[None]:
+    """The source's advisory lock, held by this session: one sync (or removal) of a source at a time, anywhere."""
+    if not conn.execute("SELECT pg_try_advisory_lock(hashtext('citewise-source:' || %s))", (name,)).fetchone()[0]:
+        raise SourceError(f"a sync of {name!r} is already running; wait for it to finish")
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext('citewise-source:' || %s))", (name,))
 
 
 def _delete_documents(conn: psycopg.Connection, source: str, keep_uris: set[str] | None,
@@ -210,9 +229,10 @@ def _selected(rel: str, src: Source) -> bool:
     return not any(fnmatch.fnmatch(rel, g) for g in src.exclude)
 
 
-def scan(src: Source, root: Path) -> dict[str, tuple[int, int]]:
-    """The folder's selected files as {absolute path: (size, mtime_ns)}; raises SourceError when the folder itself
-    cannot be listed (then nothing may be deleted)."""
+def scan(src: Source, root: Path, contained: bool = False) -> dict[str, tuple[int, int]]:
+    """The folder's selected files as {absolute path: (size, mtime_ns)}; raises SourceError when the folder or any
+    folder under it cannot be listed (then nothing may be deleted). ``contained``: skip links that lead outside
+    ``root`` (a repository's content is not the operator's choice; a link to /etc must not be read)."""
     if not root.is_dir():
         raise SourceError(f"{root} is not reachable (missing, unmounted or not a folder); nothing was deleted. "
                           "Mount or restore it, or change the source")
@@ -222,16 +242,24 @@ def scan(src: Source, root: Path) -> dict[str, tuple[int, int]]:
         raise SourceError(f"{root} cannot be listed ({exc.strerror or exc}); nothing was deleted. Fix its "
                           "permissions for the user citewise runs as") from None
     found: dict[str, tuple[int, int]] = {}
-    for item in iter_files([root]):
+    def unlistable(exc: OSError) -> None:
+        raise SourceError(f"{exc.filename or root} cannot be listed ({exc.strerror or exc}); nothing was deleted. "
+                          "Fix its permissions or mount, or exclude it (--exclude)")
+
+    inside = str(root.resolve()).rstrip("/") + "/"
+    for item in iter_files([root], on_error=unlistable):
         if not isinstance(item, Path) or item.suffix.lower() == ".jsonl":
             continue  # a JSONL corpus is one file of many documents: `citewise ingest` loads those
         if not _selected(item.relative_to(root).as_posix(), src):
+            continue
+        resolved = item.resolve()
+        if contained and not str(resolved).startswith(inside):
             continue
         try:
             st = item.stat()
         except OSError:
             continue
-        found[str(item.resolve())] = (st.st_size, st.st_mtime_ns)
+        found[str(resolved)] = (st.st_size, st.st_mtime_ns)
     return found
 
 
@@ -240,12 +268,8 @@ def sync(url: str, embedder: Embedder, settings: Settings, name: str) -> SyncRes
     started = time.monotonic()
     with db.connect(url, autocommit=True) as conn:
         src = get(conn, name)
-        if not conn.execute("SELECT pg_try_advisory_lock(hashtext('citewise-source:' || %s))", (name,)).fetchone()[0]:
-            raise SourceError(f"a sync of {name!r} is already running; wait for it to finish")
-        try:
+        with _locked(conn, name):
             return _sync_locked(conn, url, embedder, settings, src, started)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext('citewise-source:' || %s))", (name,))
 
 
 class SourceUnreachable(RuntimeError):
@@ -269,16 +293,20 @@ class Listing:
 def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, settings: Settings, src: Source,
                  started: float) -> SyncResult:
     def failed_run(why: str) -> SyncResult:
-        return _record(conn, src, SyncResult(src.name, False, why, {}, [], time.monotonic() - started), None)
+        return _record(conn, src, SyncResult(src.name, False, masked(why), {}, [], time.monotonic() - started), None)
 
     known = {k: ((s, m), u) for k, s, m, u in conn.execute(
         "SELECT path, size, mtime_ns, uri FROM source_files WHERE source = %s", (src.name,))}
     with tempfile.TemporaryDirectory(prefix="citewise-sync-") as tmp:
         try:
             seen = _list(conn, src, settings)
-            changed = sorted(k for k, stat in seen.stats.items() if k not in known or (
+            if known and not seen.stats:
+                raise SourceError(f"{masked(src.location)} lists nothing now, where {len(known)} item(s) synced "
+                                  "before: is it unmounted or emptied by mistake? Nothing was deleted. If it was "
+                                  f"emptied on purpose, remove the source (citewise sources remove {src.name})")
+            changed = sorted(k for k, stat in seen.stats.items() if k not in known or known[k][0][1] == _RETRY or (
                 known[k][0] != stat if seen.hint is None else k in seen.hint))
-            paths = seen.materialize(changed, Path(tmp))
+            paths = {k: p.resolve() for k, p in seen.materialize(changed, Path(tmp).resolve()).items()}
         except SourceError as exc:
             return failed_run(str(exc))
         except (GitError, SourceUnreachable) as exc:
@@ -287,7 +315,10 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
         report = ingest(url, embedder, [paths[k] for k in changed], settings,
                         IngestOptions(source=src.name, groups=tuple(dict.fromkeys(src.groups + seen.groups)),
                                       per_file=per_file)) if changed else None
+    # a failure names the path the ingest was given, or (past loading) the document's uri as stored
     by_path = {str(paths[k]): k for k in changed}
+    by_path |= {next(iter(_as_stored({per_file[str(paths[k])][0] if per_file else str(paths[k])}, settings))): k
+                for k in changed}
     failed = {by_path.get(f.uri, f.uri): f.reason for f in report.failures} if report else {}
     fresh = [k for k in changed if k not in failed]
     counts = {"files": len(seen.stats), "read": len(changed), "skipped": len(seen.stats) - len(changed),
@@ -299,6 +330,8 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
     with conn.transaction():
         conn.execute("DELETE FROM source_files WHERE source = %s AND NOT (path = ANY(%s))",
                      (src.name, sorted(seen.stats)))
+        for k in failed:  # a known item that failed is read again next time, whatever its stat or git says
+            conn.execute("UPDATE source_files SET mtime_ns = %s WHERE source = %s AND path = %s", (_RETRY, src.name, k))
         for k in fresh:
             conn.execute("INSERT INTO source_files (source, path, size, mtime_ns, uri) VALUES (%s, %s, %s, %s, %s) "
                          "ON CONFLICT (source, path) DO UPDATE SET size = EXCLUDED.size, mtime_ns = "
@@ -307,6 +340,7 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
         stored = {r[0] for r in conn.execute("SELECT uri FROM source_files WHERE source = %s", (src.name,))}
         keep = _as_stored(stored, settings)
         try:
+            check_source_hold(conn, src.name)
             removed = _delete_documents(conn, src.name, keep, _record_moves(conn, src.name, keep))
         except HoldError as exc:
             removed = 0
@@ -328,7 +362,7 @@ def _list(conn: psycopg.Connection, src: Source, settings: Settings) -> Listing:
         return Listing(files, lambda keys, _tmp: {k: Path(k) for k in keys})
     clone = clone_dir(settings.home, src.name).resolve()
     _, commit = checkout(src.location, src.branch, clone)
-    files = {Path(os.path.relpath(p, clone)).as_posix(): stat for p, stat in scan(src, clone).items()}
+    files = {Path(os.path.relpath(p, clone)).as_posix(): stat for p, stat in scan(src, clone, contained=True).items()}
     return Listing(files, lambda keys, _tmp: {k: clone / k for k in keys}, commit,
                     changed_since(clone, src.commit, commit), lambda k: _identity(src, k, commit))
 

@@ -78,7 +78,11 @@ def sync(name: str | None = typer.Argument(None, help="The source to sync; every
         try:
             res = sources.sync(url, embedder, cfg, n)
         except sources.SourceError as exc:
-            fail(str(exc))
+            if name:
+                fail(str(exc))
+            console.print(f"[red]{n}: {exc}[/red]")  # the other sources still sync
+            ok = False
+            continue
         _show(res)
         ok = ok and res.ok
     if not ok:

@@ -47,7 +47,8 @@ def _ingested(log: Path) -> list[str]:
 
 def _jobs(url: str) -> dict[str, tuple[str, int]]:
     with db.connect(url) as conn:
-        rows = conn.execute("SELECT args->>'path', status::text, attempts FROM procrastinate_jobs").fetchall()
+        rows = conn.execute("SELECT args->>'path', status::text, attempts FROM procrastinate_jobs "
+                            "WHERE queue_name = %s", (queue.QUEUE,)).fetchall()
     return {p: (s, a) for p, s, a in rows}
 
 

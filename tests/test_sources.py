@@ -290,3 +290,51 @@ def test_one_sync_of_a_source_at_a_time_across_processes(url, conn, embedder, se
         with pytest.raises(sources.SourceError, match="already running"):
             sources.sync(url, embedder, settings, "handbook")
     assert sources.sync(url, embedder, settings, "handbook").ok  # the lock went with its session
+
+
+def test_a_folder_that_lists_nothing_now_deletes_nothing(url, conn, embedder, settings, folder) -> None:
+    sources.add(conn, sources.Source("handbook", str(folder)))
+    conn.commit()
+    sources.sync(url, embedder, settings, "handbook")
+    for p in sorted(folder.rglob("*"), reverse=True):  # an unmounted share leaves its empty mount point
+        p.unlink() if p.is_file() else p.rmdir()
+    empty = sources.sync(url, embedder, settings, "handbook")
+    assert not empty.ok and "lists nothing now" in empty.result and "Nothing was deleted" in empty.result
+    assert conn.execute("SELECT count(*) FROM documents WHERE source = 'handbook'").fetchone()[0] == 4
+    remover_blocked = None
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as other:  # a removal waits for a running sync, too
+        other.execute("SELECT pg_advisory_lock(hashtext('citewise-source:' || 'handbook'))")
+        try:
+            sources.remove(conn, "handbook")
+        except sources.SourceError as exc:
+            remover_blocked = str(exc)
+    assert remover_blocked and "already running" in remover_blocked
+    assert sources.remove(conn, "handbook") == 4
+
+
+def test_a_git_file_that_fails_keeps_its_document_is_retried_and_links_outside_are_not_read(
+        url, conn, embedder, settings, folder, tmp_path) -> None:
+    secret = tmp_path / "secret.md"
+    secret.write_text("# Secret\n\nThe server's database password is hunter2-correct-horse.\n")
+    (folder / "leak.md").symlink_to(secret)
+    _git(folder, "init", "-q", "-b", "main")
+    _git(folder, "add", "-A")
+    _git(folder, "commit", "-q", "-m", "one")
+    sources.add(conn, sources.Source("wiki", str(folder)), settings.home)
+    conn.commit()
+    one = sources.sync(url, embedder, settings, "wiki")
+    assert one.counts["files"] == 4, one  # the link out of the repository is not a file of it
+    assert not any("hunter2" in t for t in texts(conn, embedder, "database password"))
+
+    (folder / "expenses.md").write_text("---\ntitle: Expenses\n---\n")  # front matter only: no text
+    _git(folder, "commit", "-q", "-am", "two")
+    two = sources.sync(url, embedder, settings, "wiki")
+    assert two.counts["failed"] == 1 and "no text" in two.failures[0]["reason"], two
+    assert two.failures[0]["file"] == "expenses.md"  # named by its path in the repository
+    assert any("reimbursed monthly" in t for t in texts(conn, embedder, "when are travel costs reimbursed"))
+    again = sources.sync(url, embedder, settings, "wiki")  # no new commit, yet the failed file is read again
+    assert again.counts["read"] == 1 and again.counts["failed"] == 1
+    assert sources.masked("https://bot:ghp_SECRET@github.com/acme/x.git failed") == \
+        "https://***@github.com/acme/x.git failed"

@@ -24,7 +24,9 @@ from core.settings import Settings
 from retrieval.sources import Kind, Listing, Source, SourceUnreachable, register
 
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,30}$")
-_SKIPPED = {"channel_join", "channel_leave", "channel_topic", "channel_purpose", "channel_name", "bot_add"}
+# membership and housekeeping messages, and replies also sent to the channel (their thread holds them already)
+_SKIPPED = {"channel_join", "channel_leave", "channel_topic", "channel_purpose", "channel_name", "bot_add",
+            "thread_broadcast"}
 
 
 class SlackSourceError(SourceUnreachable):
