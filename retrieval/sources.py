@@ -173,7 +173,7 @@ def remove(conn: psycopg.Connection, name: str, keep_documents: bool = False, ho
     src = get(conn, name)
     with _locked(conn, name):
         with conn.transaction():
-            gone = 0 if keep_documents else _delete_documents(conn, name, None)
+            gone = 0 if keep_documents else store.delete(conn, source=name)
             conn.execute("DELETE FROM sources WHERE name = %s", (name,))
         if src.kind == "git" and home is not None:
             shutil.rmtree(clone_dir(home, name), ignore_errors=True)
@@ -191,16 +191,13 @@ def _locked(conn: psycopg.Connection, name: str) -> Iterator[None]:
         conn.execute("SELECT pg_advisory_unlock(hashtext('citewise-source:' || %s))", (name,))
 
 
-def _delete_documents(conn: psycopg.Connection, source: str, keep_uris: set[str] | None,
-                      moved: frozenset[str] = frozenset()) -> int:
-    """Delete the source's documents whose uri is not in ``keep_uris`` (all when None) and scrub them from answers,
-    except those ``moved`` (renamed: their text is still there, under another name)."""
+def _delete_documents(conn: psycopg.Connection, source: str, keep_uris: set[str]) -> int:
+    """Delete the source's documents whose uri is not in ``keep_uris`` and scrub them from answers, except renamed
+    ones (their text is still there, under another name: their moves are recorded first). A legal hold refuses."""
     check_source_hold(conn, source)
-    if keep_uris is None:
-        ids = [r[0] for r in conn.execute("DELETE FROM documents WHERE source = %s RETURNING id", (source,))]
-    else:
-        ids = [r[0] for r in conn.execute("DELETE FROM documents WHERE source = %s AND NOT (uri = ANY(%s)) "
-                                          "RETURNING id", (source, sorted(keep_uris)))]
+    moved = _record_moves(conn, source, keep_uris)
+    ids = [r[0] for r in conn.execute("DELETE FROM documents WHERE source = %s AND NOT (uri = ANY(%s)) "
+                                      "RETURNING id", (source, sorted(keep_uris)))]
     scrub_documents(conn, [i for i in ids if i not in moved])
     return len(ids)
 
@@ -236,12 +233,8 @@ def scan(src: Source, root: Path, contained: bool = False) -> dict[str, tuple[in
     if not root.is_dir():
         raise SourceError(f"{root} is not reachable (missing, unmounted or not a folder); nothing was deleted. "
                           "Mount or restore it, or change the source")
-    try:
-        os.listdir(root)
-    except OSError as exc:
-        raise SourceError(f"{root} cannot be listed ({exc.strerror or exc}); nothing was deleted. Fix its "
-                          "permissions for the user citewise runs as") from None
     found: dict[str, tuple[int, int]] = {}
+
     def unlistable(exc: OSError) -> None:
         raise SourceError(f"{exc.filename or root} cannot be listed ({exc.strerror or exc}); nothing was deleted. "
                           "Fix its permissions or mount, or exclude it (--exclude)")
@@ -317,8 +310,7 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
                                       per_file=per_file)) if changed else None
     # a failure names the path the ingest was given, or (past loading) the document's uri as stored
     by_path = {str(paths[k]): k for k in changed}
-    by_path |= {next(iter(_as_stored({per_file[str(paths[k])][0] if per_file else str(paths[k])}, settings))): k
-                for k in changed}
+    by_path |= {_stored(per_file[str(paths[k])][0] if per_file else str(paths[k]), settings): k for k in changed}
     failed = {by_path.get(f.uri, f.uri): f.reason for f in report.failures} if report else {}
     fresh = [k for k in changed if k not in failed]
     counts = {"files": len(seen.stats), "read": len(changed), "skipped": len(seen.stats) - len(changed),
@@ -338,10 +330,9 @@ def _sync_locked(conn: psycopg.Connection, url: str, embedder: Embedder, setting
                          "EXCLUDED.mtime_ns, uri = EXCLUDED.uri",
                          (src.name, k, *seen.stats[k], per_file[str(paths[k])][0] if per_file else str(paths[k])))
         stored = {r[0] for r in conn.execute("SELECT uri FROM source_files WHERE source = %s", (src.name,))}
-        keep = _as_stored(stored, settings)
+        keep = {_stored(u, settings) for u in stored}
         try:
-            check_source_hold(conn, src.name)
-            removed = _delete_documents(conn, src.name, keep, _record_moves(conn, src.name, keep))
+            removed = _delete_documents(conn, src.name, keep)
         except HoldError as exc:
             removed = 0
             result = f"deletions kept: {exc}"
@@ -375,9 +366,9 @@ def _identity(src: Source, rel: str, commit: str) -> tuple[str, dict[str, Any]]:
     return f"{rel}@{commit[:12]}", meta
 
 
-def _as_stored(uris: set[str], settings: Settings) -> set[str]:
-    """URIs as the ingest stored them: it scrubs personal data from every string, paths included."""
-    return {scrub(u)[0] for u in uris} if settings.ingest.scrub_pii else uris
+def _stored(uri: str, settings: Settings) -> str:
+    """A uri as the ingest stored it: it scrubs personal data from every string, paths included."""
+    return scrub(uri)[0] if settings.ingest.scrub_pii else uri
 
 
 def _record(conn: psycopg.Connection, src: Source, res: SyncResult, commit: str | None) -> SyncResult:
